@@ -1,0 +1,100 @@
+"""One exception hierarchy for runlock.
+
+Every error says what happened and what to do. Each subclass also inherits the builtin it
+replaces (like OmegaConf's ``ConfigKeyError(..., KeyError)``) so callers catching builtins keep
+working, and carries the exit code the CLI maps it to.
+"""
+
+from __future__ import annotations
+
+
+class RunlockError(Exception):
+    """Base class of every error runlock raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message}\n  hint: {hint}")
+
+
+class UsageError(RunlockError, ValueError):
+    """Bad command-line or call arguments (exit code 2, like argparse)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A configuration value, key, file or experiment is invalid."""
+
+
+class ConfigKeyError(ConfigError, KeyError):
+    """A key that the config schema does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return Exception.__str__(self)
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A value whose type does not match the config schema."""
+
+
+class RunDirError(RunlockError, OSError):
+    """The run directory cannot be created or written."""
+
+
+class LockFileError(RunlockError, ValueError):
+    """A run.lock that cannot be read (corrupt, unknown schema version)."""
+
+
+class RunNotFoundError(RunlockError, LookupError):
+    """No run matches the given id, prefix or path."""
+
+
+class AmbiguousRunError(RunlockError, LookupError):
+    """A run id prefix that matches several runs."""
+
+
+class GitError(RunlockError, RuntimeError):
+    """A git command failed or the repository is in a state runlock cannot snapshot."""
+
+
+class DataError(RunlockError, OSError):
+    """A data input that is missing, unreadable or changed while hashed."""
+
+
+class LineageError(RunlockError, LookupError):
+    """An upstream run that is missing or broken."""
+
+
+class BackendError(RunlockError, RuntimeError):
+    """An execution backend that is unavailable or failed."""
+
+
+class TaskError(RunlockError, ValueError):
+    """A task file or task spec that cannot be used."""
+
+
+class RemoteError(RunlockError, RuntimeError):
+    """Remote storage (rclone) or a code remote that failed."""
+
+
+class MissingDependencyError(RunlockError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"{package} is not installed.",
+            hint=f"pip install 'runlock[{extra}]'",
+        )
+
+
+def require(module: str, extra: str) -> object:
+    """Import an optional dependency or raise a MissingDependencyError naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised via subprocess tests
+        raise MissingDependencyError(module, extra) from exc
