@@ -1,0 +1,66 @@
+"""runlock: every ML experiment run reproducible, browsable and scalable.
+
+A plain function with a dataclass config becomes a tracked *stage* with ``@runlock.stage``;
+each run gets its own directory with the resolved config and a ``run.lock`` that pins config,
+environment, packages, seeds, source snapshot, data hashes and upstream runs.
+
+Attributes are imported lazily so that ``import runlock`` stays fast and imports no optional
+dependency.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it, grouped by topic (like joblib's __all__)
+_LAZY = {
+    # stages and runs
+    "stage": "runlock.stages",
+    "Stage": "runlock.stages",
+    "main": "runlock.script",
+    "Input": "runlock.config",
+    "Outcome": "runlock.run",
+    # pycrumbs / footsteps style
+    "tracked": "runlock.compat",
+    "start": "runlock.compat",
+    # logging during a run
+    "log_metrics": "runlock.tracking.metrics",
+    # browsing
+    "runs": "runlock.query",
+    "load_lock": "runlock.lockfile",
+    # errors
+    "RunlockError": "runlock.errors",
+    "ConfigError": "runlock.errors",
+    "ConfigKeyError": "runlock.errors",
+    "ConfigTypeError": "runlock.errors",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Input
+    from .errors import ConfigError, ConfigKeyError, ConfigTypeError, RunlockError
+    from .compat import start
+    from .lockfile import load_lock
+    from .query import runs
+    from .run import Outcome
+    from .script import main
+    from .stages import Stage, stage
+    from .compat import tracked
+    from .tracking.metrics import log_metrics
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runlock' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,413 @@
+"""Configuration: a dataclass schema, composed with OmegaConf from files, experiments and
+command-line overrides, validated, and resolved once per run.
+
+OmegaConf errors are translated into :class:`ConfigKeyError` / :class:`ConfigTypeError` whose
+messages name the key and list what would have been valid.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import difflib
+import fnmatch
+import inspect
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import errors as oc_errors
+
+from .errors import ConfigError, ConfigKeyError, ConfigTypeError
+
+#: The instant ``${now:...}`` resolves to; one per run so every field sees the same time.
+_NOW: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("runlock_now", default=None)
+INPUT_MARK = "runlock_input"
+
+
+def _now_resolver(fmt: str = "%Y-%m-%d_%H-%M-%S") -> str:
+    return (_NOW.get() or datetime.now()).strftime(fmt)
+
+
+if hasattr(OmegaConf, "register_resolver"):  # OmegaConf >= 2.4
+    OmegaConf.register_resolver("now", _now_resolver, replace=True, use_cache=False)
+else:  # pragma: no cover - OmegaConf 2.3
+    OmegaConf.register_new_resolver("now", _now_resolver, replace=True, use_cache=False)
+
+
+def Input(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:  # noqa: N802 - reads as a type
+    """A dataclass field whose value is a data path to hash for the run's lock.
+
+    ``data: str = runlock.Input("data/train")``
+    """
+    metadata = dict(kwargs.pop("metadata", {}) or {})
+    metadata[INPUT_MARK] = True
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# schema discovery
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """How a stage function receives its configuration.
+
+    ``dataclass`` mode: the function takes one dataclass parameter (``param``).
+    ``kwargs`` mode: the function's own keyword parameters form the config.
+    """
+
+    mode: str  # "dataclass" | "kwargs"
+    cls: type | None
+    param: str | None
+    defaults: dict[str, Any]
+    annotations: dict[str, Any]
+
+    @property
+    def field_names(self) -> list[str]:
+        if self.cls is not None:
+            return [f.name for f in dataclasses.fields(self.cls)]
+        return list(self.defaults)
+
+
+def schema_of(fn: Callable[..., Any]) -> Schema:
+    sig = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable forward refs: fall back to raw annotations
+        hints = {k: p.annotation for k, p in sig.parameters.items()}
+    params = [
+        p
+        for p in sig.parameters.values()
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if params:
+        first = params[0]
+        ann = hints.get(first.name, first.annotation)
+        if isinstance(ann, type) and dataclasses.is_dataclass(ann):
+            return Schema("dataclass", ann, first.name, {}, {})
+        if first.default is not inspect.Parameter.empty and dataclasses.is_dataclass(first.default):
+            cls = type(first.default)
+            return Schema("dataclass", cls, first.name, {}, {})
+    defaults = {
+        p.name: (None if p.default is inspect.Parameter.empty else p.default) for p in params
+    }
+    annotations = {p.name: hints.get(p.name, Any) for p in params}
+    return Schema("kwargs", None, None, defaults, annotations)
+
+
+def input_fields(schema: Schema) -> list[str]:
+    """Dotted names of fields declared with :func:`Input` (nested dataclasses included)."""
+    if schema.cls is None:
+        return []
+    out: list[str] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            t = hints.get(f.name)
+            if f.metadata.get(INPUT_MARK):
+                out.append(prefix + f.name)
+            elif isinstance(t, type) and dataclasses.is_dataclass(t):
+                walk(t, f"{prefix}{f.name}.")
+
+    walk(schema.cls, "")
+    return out
+
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, type):
+        return t.__name__
+    return str(t).replace("typing.", "")
+
+
+def describe_fields(schema: Schema) -> list[tuple[str, str, str, str]]:
+    """(dotted name, type, default, help) for every leaf field: what ``--help`` prints."""
+    rows: list[tuple[str, str, str, str]] = []
+    if schema.cls is None:
+        for name, default in schema.defaults.items():
+            rows.append((name, _type_name(schema.annotations.get(name, Any)), repr(default), ""))
+        return rows
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            t = hints.get(f.name, f.type)
+            if isinstance(t, type) and dataclasses.is_dataclass(t):
+                walk(t, f"{prefix}{f.name}.")
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = repr(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                default = repr(f.default_factory())
+            else:
+                default = "(required)"
+            rows.append((prefix + f.name, _type_name(t), default, str(f.metadata.get("help", ""))))
+
+    walk(schema.cls, "")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# composition
+
+
+def base_config(schema: Schema, base: Any = None) -> DictConfig:
+    """The schema's defaults, optionally updated by ``base`` (a dataclass instance or mapping)."""
+    try:
+        if schema.cls is not None:
+            cfg = OmegaConf.structured(schema.cls)
+            if base is not None:
+                if dataclasses.is_dataclass(base) and not isinstance(base, type):
+                    cfg = OmegaConf.structured(base)
+                else:
+                    cfg = OmegaConf.merge(cfg, _as_mapping(base))
+        else:
+            cfg = OmegaConf.create(_plain_defaults(schema.defaults))
+            if base is not None:
+                _check_keys(cfg, _as_mapping(base), schema)
+                cfg = OmegaConf.merge(cfg, _as_mapping(base))
+    except oc_errors.OmegaConfBaseException as exc:
+        raise translate(exc, cfg=None, schema=schema) from None
+    assert isinstance(cfg, DictConfig)
+    return cfg
+
+
+def _plain_defaults(defaults: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in defaults.items():
+        out[k] = str(v) if isinstance(v, Path) else v
+    return out
+
+
+def _as_mapping(obj: Any) -> Any:
+    if isinstance(obj, (DictConfig, Mapping)):
+        return obj
+    raise ConfigTypeError(f"A config must be a dataclass instance or a mapping, not {type(obj).__name__}.")
+
+
+def _check_keys(cfg: DictConfig, update: Any, schema: Schema) -> None:
+    for key in update:
+        if key not in cfg:
+            raise unknown_key(str(key), list(cfg.keys()))
+
+
+def unknown_key(key: str, valid: Sequence[Any], *, source: str | None = None) -> ConfigKeyError:
+    names = [str(v) for v in valid]
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], names, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return ConfigKeyError(
+        f"Unknown config key '{key}'{f' (from {source})' if source else ''}. Valid keys: {', '.join(names) or '(none)'}.",
+        hint=f"{hint}Run with --help to list every field.",
+    )
+
+
+def translate(
+    exc: oc_errors.OmegaConfBaseException,
+    *,
+    cfg: DictConfig | None,
+    schema: Schema | None,
+    source: str | None = None,
+) -> ConfigError:
+    """An OmegaConf error as a runlock ConfigError that names the key and what was expected."""
+    full_key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+    if isinstance(exc, (oc_errors.ConfigKeyError, oc_errors.ConfigAttributeError)):
+        parent = full_key.rsplit(".", 1)[0] if "." in str(full_key) else ""
+        valid: list[Any] = []
+        if cfg is not None:
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            if isinstance(node, DictConfig):
+                valid = list(node.keys())
+        elif schema is not None:
+            valid = schema.field_names
+        return unknown_key(str(full_key), valid, source=source)
+    origin = f" (from {source})" if source else ""
+    if isinstance(exc, oc_errors.ValidationError):
+        expected = ""
+        if cfg is not None:
+            try:
+                node = cfg._get_node(str(full_key))  # noqa: SLF001 - only way to read the type
+                expected = _type_name(node._metadata.ref_type)  # type: ignore[union-attr]  # noqa: SLF001
+            except Exception:  # noqa: BLE001
+                expected = ""
+        value = getattr(exc, "value", None)
+        want = f"expected {expected}, " if expected and expected != "Any" else ""
+        return ConfigTypeError(
+            f"Invalid value for config key '{full_key}'{origin}: {want}got {value!r}.",
+            hint=str(exc.msg).splitlines()[0] if getattr(exc, "msg", None) else None,
+        )
+    if isinstance(exc, oc_errors.MissingMandatoryValue):
+        return ConfigError(
+            f"Missing value for config key '{full_key}'.",
+            hint=f"Set it on the command line: {full_key}=...",
+        )
+    if isinstance(exc, oc_errors.InterpolationResolutionError):
+        return ConfigError(f"Cannot resolve config key '{full_key}': {exc.msg}")
+    return ConfigError(f"Invalid config at '{full_key}': {getattr(exc, 'msg', exc)}")
+
+
+def load_yaml(path: str | Path) -> DictConfig | ListConfig:
+    """Load a YAML file; a missing or broken file is a ConfigError naming the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Config file not found: {p}.")
+    try:
+        return OmegaConf.load(p)
+    except Exception as exc:  # yaml.YAMLError subclasses, OmegaConf errors
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"Cannot parse YAML file {p}{where}: {problem}.") from None
+
+
+def parse_dotlist(overrides: Sequence[str]) -> DictConfig:
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"Override '{item}' is not of the form key=value.",
+                hint="e.g. lr=0.1 model.depth=4",
+            )
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except oc_errors.OmegaConfBaseException as exc:
+        raise ConfigError(f"Cannot parse overrides {list(overrides)}: {exc.msg}") from None
+
+
+def merge(cfg: DictConfig, update: Any, *, schema: Schema, source: str) -> DictConfig:
+    """Merge ``update`` into ``cfg`` validating keys and types against the schema."""
+    if not isinstance(update, DictConfig) and not isinstance(update, Mapping):
+        raise ConfigError(f"{source} must hold a mapping of config keys, not {type(update).__name__}.")
+    try:
+        if schema.cls is None:
+            for key in update:
+                if key not in cfg:
+                    raise unknown_key(str(key), list(cfg.keys()), source=source)
+        merged = OmegaConf.merge(cfg, update)
+    except oc_errors.OmegaConfBaseException as exc:
+        raise translate(exc, cfg=cfg, schema=schema, source=source) from None
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# experiments: named sub-configs in a YAML tree ("ablation/no_aug")
+
+
+def _is_experiment(node: Any, fields: set[str]) -> bool:
+    return isinstance(node, DictConfig) and bool(node) and all(str(k) in fields for k in node.keys())
+
+
+def iter_experiments(tree: DictConfig, fields: Sequence[str], prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
+    """Yield ``(name, overrides)`` for every experiment leaf of ``tree``."""
+    fset = set(fields)
+    for key in tree.keys():
+        node = tree[key]
+        name = f"{prefix}{key}"
+        if _is_experiment(node, fset):
+            yield name, node
+        elif isinstance(node, DictConfig):
+            yield from iter_experiments(node, fields, prefix=f"{name}/")
+
+
+def validate_experiment_name(name: str) -> None:
+    """Experiment names become sub-directories: they must stay inside the results root."""
+    parts = name.split("/")
+    if name.startswith("/") or name.endswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ConfigError(
+            f"Experiment name '{name}' is not a relative path of plain names.",
+            hint="Use names like 'ablation/no_aug' (no '..', no leading or trailing '/').",
+        )
+
+
+def select_experiments(tree: DictConfig, pattern: str, fields: Sequence[str]) -> list[tuple[str, DictConfig]]:
+    """Experiments whose name matches ``pattern`` (exact name or shell wildcard)."""
+    validate_experiment_name(pattern.replace("*", "x").replace("?", "x"))
+    exps = list(iter_experiments(tree, fields))
+    node = OmegaConf.select(tree, pattern.replace("/", "."), default=None) if "*" not in pattern else None
+    if isinstance(node, DictConfig) and _is_experiment(node, set(fields)):
+        return [(pattern, node)]
+    chosen = [(n, c) for n, c in exps if fnmatch.fnmatchcase(n, pattern) or n == pattern]
+    if not chosen:
+        names = [n for n, _ in exps]
+        raise ConfigError(
+            f"No experiment named '{pattern}'. Known experiments: {', '.join(names) or '(none)'}.",
+        )
+    for name, _ in chosen:
+        validate_experiment_name(name)
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------
+# resolution
+
+
+def resolve(cfg: DictConfig, *, now: datetime, run_id: str, stage: str) -> DictConfig:
+    """Resolve every interpolation once: ``${now:FMT}`` (one instant), ``${run.id}``, ``${stage}``."""
+    cfg = cfg.copy()
+    extra = {k: v for k, v in (("run", {"id": run_id}), ("stage", stage)) if k not in cfg}
+    token = _NOW.set(now)
+    try:
+        with open_dict(cfg):
+            for k, v in extra.items():
+                cfg[k] = v
+        OmegaConf.resolve(cfg)
+        with open_dict(cfg):
+            for k in extra:
+                del cfg[k]
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(
+                f"Missing value for config key{'s' if len(missing) > 1 else ''} {', '.join(missing)}.",
+                hint=f"Set it on the command line: {missing[0]}=...",
+            )
+    except oc_errors.OmegaConfBaseException as exc:
+        raise translate(exc, cfg=cfg, schema=None) from None
+    finally:
+        _NOW.reset(token)
+    return cfg
+
+
+def resolve_template(template: str, cfg: DictConfig | None, *, now: datetime, run_id: str, stage: str) -> str:
+    """Resolve a directory template such as ``results/${stage}/${now:%y%m%d}`` (config keys too)."""
+    base: dict[str, Any] = {"run": {"id": run_id}, "stage": stage}
+    root = OmegaConf.create(base)
+    if cfg is not None:
+        root = OmegaConf.merge(OmegaConf.to_container(cfg, resolve=True), root)  # type: ignore[arg-type]
+    with open_dict(root):
+        root["__template__"] = template
+    token = _NOW.set(now)
+    try:
+        return str(root["__template__"])
+    except oc_errors.OmegaConfBaseException as exc:
+        raise ConfigError(f"Cannot resolve the run directory template '{template}': {exc.msg}") from None
+    finally:
+        _NOW.reset(token)
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    out = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
+
+
+def to_argument(cfg: DictConfig, schema: Schema) -> Any:
+    """The value handed to the stage function: the dataclass instance, or a dict of kwargs."""
+    if schema.cls is not None:
+        return OmegaConf.to_object(cfg)
+    out = to_plain(cfg)
+    for k, v in out.items():  # paths travel as strings in the config; give back Path objects
+        ann, default = schema.annotations.get(k), schema.defaults.get(k)
+        wants_path = isinstance(default, Path) or ann is Path or Path in typing.get_args(ann)
+        if isinstance(v, str) and wants_path:
+            out[k] = Path(v)
+    return out
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,111 @@
+"""Capture of the machine and process a run executes on (the lock's ``environment`` section)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import shutil
+import socket
+import sys
+from typing import Any
+
+from . import _subprocess
+from .redact import redact_env
+
+#: Environment variables worth recording (values are still redacted if they hold URLs with
+#: credentials). Secrets are never on this list; anything named like a credential is masked.
+ENV_ALLOWLIST = (
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_HOME",
+    "NVIDIA_VISIBLE_DEVICES",
+    "VIRTUAL_ENV",
+    "CONDA_DEFAULT_ENV",
+    "CONDA_PREFIX",
+    "PYENV_VIRTUAL_ENV",
+    "PYTHONPATH",
+    "PYTHONHASHSEED",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "TF_DETERMINISTIC_OPS",
+    "MLFLOW_TRACKING_URI",
+    "LANG",
+    "TZ",
+)
+ENV_PREFIXES = ("RUNLOCK_",)
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return os.environ.get("USER")
+
+
+def gpus() -> list[dict[str, str]]:
+    """GPUs reported by ``nvidia-smi`` (empty when it is absent or fails)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    fields = "index,name,uuid,memory.total,driver_version"
+    try:
+        out = _subprocess.run(
+            [exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"], timeout=10
+        )
+    except Exception:  # noqa: BLE001 - a broken driver must not fail a run
+        return []
+    if not out.ok:
+        return []
+    keys = fields.split(",")
+    rows = []
+    for line in out.stdout.strip().splitlines():
+        vals = [v.strip() for v in line.split(",")]
+        if len(vals) == len(keys):
+            rows.append(dict(zip(keys, vals, strict=True)))
+    return rows
+
+
+def slurm_job() -> dict[str, str]:
+    """SLURM job variables when running inside a job."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("SLURM_")}
+
+
+def recorded_env() -> dict[str, str]:
+    chosen = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ENV_ALLOWLIST or k.startswith(ENV_PREFIXES)
+    }
+    return dict(sorted(redact_env(chosen).items()))
+
+
+def capture_environment() -> dict[str, Any]:
+    """Everything about the process and machine that can change a run's outcome."""
+    uname = platform.uname()
+    return {
+        "argv": list(sys.argv),
+        "orig_argv": list(getattr(sys, "orig_argv", sys.argv)),
+        "platform": sys.platform,
+        "platform_info": f"{uname.system}-{uname.release}-{uname.machine}",
+        "python_version": sys.version,
+        "python_implementation": sys.implementation.name,
+        "python_executable": sys.executable,
+        "python_path": list(sys.path),
+        "cwd": os.getcwd(),
+        "hostname": socket.gethostname(),
+        "user": _user(),
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+        "gpus": gpus(),
+        "slurm": slurm_job(),
+        "env": recorded_env(),
+    }

@@ -1,0 +1,123 @@
+"""The run directory: unique atomic creation, well-known file names, atomic writes.
+
+This module knows nothing of git, MLflow or OmegaConf: it maps names to paths and writes files
+so that a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RunDirError
+
+LOCK_NAME = "run.lock"
+CONFIG_NAME = "config.yaml"
+LOG_NAME = "run.log"
+RESULT_JSON = "result.json"
+RESULT_PKL = "result.pkl"
+METRICS_NAME = "metrics.jsonl"
+#: Files runlock itself writes into a run directory (not outputs of the stage).
+BOOKKEEPING = frozenset({LOCK_NAME, CONFIG_NAME, LOG_NAME, RESULT_JSON, RESULT_PKL, METRICS_NAME})
+#: Sub-directory for runlock's own state inside a run (task state, etc.).
+STATE_DIR = ".runlock"
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename.
+
+    A reader sees the old content or the new, never a mix; a killed process leaves at most a
+    stray ``.tmp`` file, never a truncated target.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def create_unique_dir(base: Path, *, max_tries: int = 10_000) -> Path:
+    """Create ``base`` or, if it exists, ``base-1``, ``base-2``, ... and return the one created.
+
+    ``mkdir`` is atomic, so concurrent processes asking for the same name each get their own
+    directory (footsteps' numbering, without its race).
+    """
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(
+            f"Cannot create the results directory {base.parent}: {exc.strerror}.",
+            hint="Choose a writable location (save_dir= / --root) or fix its permissions.",
+        ) from exc
+    for i in range(max_tries):
+        candidate = base if i == 0 else base.with_name(f"{base.name}-{i}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                continue
+            raise RunDirError(
+                f"Cannot create the run directory {candidate}: {exc.strerror}.",
+                hint="Choose a writable location (save_dir= / --root) or fix its permissions.",
+            ) from exc
+        return candidate
+    raise RunDirError(f"Could not find a free run directory name next to {base}.")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run directory."""
+
+    path: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.path / LOCK_NAME
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    @property
+    def log(self) -> Path:
+        return self.path / LOG_NAME
+
+    @property
+    def result_json(self) -> Path:
+        return self.path / RESULT_JSON
+
+    @property
+    def result_pkl(self) -> Path:
+        return self.path / RESULT_PKL
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_NAME
+
+    @property
+    def state(self) -> Path:
+        return self.path / STATE_DIR
+
+    def write(self, name: str, data: bytes | str) -> Path:
+        target = self.path / name
+        atomic_write(target, data)
+        return target
+
+    @classmethod
+    def create(cls, base: Path) -> RunDir:
+        return cls(create_unique_dir(base))

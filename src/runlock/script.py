@@ -1,0 +1,196 @@
+"""``runlock.main(stage)``: the same file runs as a CLI script and in an interactive session.
+
+From a shell: ``python train.py lr=0.1 epochs=5 --config base.yaml --experiment ablation/no_aug``.
+In IPython / Jupyter / VS Code (``%run train.py``, run cell, or a call from a cell): the kernel's
+own argv is ignored, the stage runs, and its local variables land in the interactive namespace,
+also when it raises (the traceback is printed, the run is recorded as failed, the kernel lives).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import config as cfgmod
+from .errors import RunlockError
+from .interactive import in_interactive_session, push_to_namespace, show_traceback
+from .logs import verbosity_level
+from .run import Outcome
+from .stages import Stage
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fields_epilog(stage: Stage[Any, Any]) -> str:
+    rows = cfgmod.describe_fields(stage.schema)
+    if not rows:
+        return "This stage has no config fields."
+    width = max(len(r[0]) for r in rows)
+    lines = ["config fields (override with key=value):"]
+    for name, typ, default, help_ in rows:
+        extra = f"  {help_}" if help_ else ""
+        lines.append(f"  {name:<{width}}  {typ} = {default}{extra}")
+    return "\n".join(lines)
+
+
+def build_parser(stage: Stage[Any, Any], prog: str | None = None) -> argparse.ArgumentParser:
+    doc = (stage.__doc__ or "").strip().splitlines()
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=f"runlock stage '{stage.name}'" + (f": {doc[0]}" if doc else ""),
+        epilog=_fields_epilog(stage),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (OmegaConf dotlist)")
+    parser.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML config file(s) merged over the defaults")
+    parser.add_argument("--overrides", dest="overrides_files", action="append", default=[], metavar="FILE", help="YAML file(s) of overrides merged last")
+    parser.add_argument("--experiment", metavar="NAME", help="named sub-config from the experiments file ('a/b'; wildcards with --sweep)")
+    parser.add_argument("--experiments-file", metavar="FILE", help="YAML tree of named experiments (default: experiments.yaml next to the script)")
+    parser.add_argument("--save-dir", metavar="DIR", help="run directory template (default: <results>/<stage>/<timestamp>)")
+    parser.add_argument("--show-config", action="store_true", help="print the composed config and exit (no run)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    return parser
+
+
+def _experiments_tree(stage: Stage[Any, Any], args: argparse.Namespace) -> Any:
+    candidates: list[Path] = []
+    if args.experiments_file:
+        path = Path(args.experiments_file)
+        if not path.is_file():
+            raise cfgmod.ConfigError(f"Experiments file not found: {path}.")
+        candidates.append(path)
+    for f in args.config:
+        candidates.append(Path(f))
+    src = getattr(stage.fn, "__code__", None)
+    if src is not None and not src.co_filename.startswith("<"):
+        candidates.append(Path(src.co_filename).parent / "experiments.yaml")
+    candidates.append(Path.cwd() / "experiments.yaml")
+    for path in candidates:
+        if path.is_file():
+            data = cfgmod.load_yaml(path)
+            if "experiments" in data:  # type: ignore[operator]
+                data = data["experiments"]  # type: ignore[index]
+            return data, path
+    raise cfgmod.ConfigError(
+        f"--experiment {args.experiment}: no experiments file found.",
+        hint="Pass --experiments-file FILE or put an experiments.yaml next to the script.",
+    )
+
+
+def compose_from_args(stage: Stage[Any, Any], args: argparse.Namespace) -> tuple[Any, str | None]:
+    experiment = None
+    name = None
+    if args.experiment:
+        tree, path = _experiments_tree(stage, args)
+        chosen = cfgmod.select_experiments(tree, args.experiment, stage.schema.field_names)
+        if len(chosen) > 1:
+            raise cfgmod.ConfigError(
+                f"--experiment '{args.experiment}' matches {len(chosen)} experiments "
+                f"({', '.join(n for n, _ in chosen)}) in {path}.",
+                hint="Add --sweep to run them all, or name one.",
+            )
+        name, experiment = chosen[0]
+    cfg = stage.compose(
+        config_files=args.config,
+        overrides_files=args.overrides_files,
+        overrides=args.overrides,
+        experiment=experiment,
+        experiment_name=name,
+    )
+    return cfg, name
+
+
+def _fresh(stage: Stage[Any, Any]) -> Stage[Any, Any]:
+    """In a long-lived kernel, re-import the stage's module if its file changed since import."""
+    module_name = stage.__module__
+    module = sys.modules.get(module_name)
+    if module is None or module_name == "__main__":
+        return stage  # %run / run-cell re-execute the file themselves
+    src = getattr(module, "__file__", None)
+    if not src:
+        return stage
+    loaded = getattr(module, "__runlock_mtime__", None)
+    mtime = os.stat(src).st_mtime_ns
+    if loaded is None:
+        module.__runlock_mtime__ = mtime  # type: ignore[attr-defined]
+        return stage
+    if mtime == loaded:
+        return stage
+    module = importlib.reload(module)
+    module.__runlock_mtime__ = mtime  # type: ignore[attr-defined]
+    obj: Any = module
+    for part in stage.__qualname__.split("."):
+        obj = getattr(obj, part)
+    return obj if isinstance(obj, Stage) else stage
+
+
+def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
+    """Run ``stage`` from the command line or an interactive session (see module doc).
+
+    Script: exits 2 on bad config (no run directory created), 1 if the stage failed, 130 if
+    interrupted; returns the stage's value on success. Interactive: returns the
+    :class:`~runlock.run.Outcome` and never raises for a failed stage.
+    """
+    if not isinstance(stage, Stage):
+        raise TypeError(f"runlock.main() expects a @runlock.stage function, got {stage!r}")
+    interactive = argv is None and in_interactive_session()
+    if argv is None:
+        argv = [] if interactive else sys.argv[1:]
+    parser = build_parser(stage, prog=None if interactive else Path(sys.argv[0]).name or None)
+    if interactive:
+        stage = _fresh(stage)
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        if interactive:
+            return None
+        raise exc
+    level = verbosity_level(args.verbose, args.quiet)
+    try:
+        cfg, experiment = compose_from_args(stage, args)
+    except RunlockError as exc:
+        if interactive:
+            print(f"runlock: error: {exc}", file=sys.stderr)
+            return None
+        parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
+    if args.show_config:
+        print(cfgmod.OmegaConf.to_yaml(cfg), end="")
+        return None
+    options = dataclasses.replace(stage.options, log_level=level)
+    if args.save_dir:
+        options = dataclasses.replace(options, save_dir=args.save_dir, dir_field=None)
+    try:
+        outcome: Outcome = stage._execute(  # noqa: SLF001 - the CLI is the stage's own front end
+            cfg,
+            options=options,
+            experiment=experiment,
+            capture_locals=interactive,
+            reraise=False,
+        )
+    except RunlockError as exc:  # bad template, unwritable directory...
+        if interactive:
+            print(f"runlock: error: {exc}", file=sys.stderr)
+            return None
+        parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
+    if interactive:
+        push_to_namespace(outcome.locals)
+        if outcome.error is not None:
+            show_traceback(outcome.error)
+            print(f"runlock: run {outcome.run_id} {outcome.status}; locals are in the namespace; run dir {outcome.run_dir}", file=sys.stderr)
+        return outcome
+    if outcome.error is not None:
+        print(outcome.traceback or "", file=sys.stderr, end="")
+        print(f"runlock: run {outcome.run_id} {outcome.status} ({outcome.run_dir})", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED if outcome.status == "interrupted" else EXIT_FAILED)
+    logging.getLogger("runlock").debug("run dir %s", outcome.run_dir)
+    return outcome.value

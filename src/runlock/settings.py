@@ -1,0 +1,72 @@
+"""Project settings: where results live and the per-project options in ``pyproject.toml``.
+
+Resolution order for the results root: an explicit argument, ``$RUNLOCK_RESULTS``, the
+``results`` key of ``[tool.runlock]`` in the nearest ``pyproject.toml`` (relative to that
+file), else ``./results``. Every part of runlock (stages, ls, push...) uses this one function so
+that they agree on where runs are.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RESULTS = "results"
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """The ``[tool.runlock]`` table of the project (all keys optional)."""
+
+    project_root: Path | None
+    results_root: Path
+    table: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.table.get(key, default)
+
+
+def find_pyproject(start: Path) -> Path | None:
+    for d in (start, *start.parents):
+        candidate = d / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@lru_cache(maxsize=32)
+def _load(start: Path, env_results: str | None) -> ProjectSettings:
+    pyproject = find_pyproject(start)
+    table: dict[str, Any] = {}
+    project_root: Path | None = None
+    if pyproject is not None:
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            data = {}
+        table = dict(data.get("tool", {}).get("runlock", {}) or {})
+        if table or "runlock" in data.get("tool", {}):
+            project_root = pyproject.parent
+    if env_results:
+        root = Path(env_results).expanduser()
+    elif project_root is not None and "results" in table:
+        root = project_root / str(table["results"])
+    else:
+        root = start / DEFAULT_RESULTS
+    return ProjectSettings(project_root, root.absolute(), table)
+
+
+def project_settings(start: Path | None = None) -> ProjectSettings:
+    """Settings for the project containing ``start`` (default: the current directory)."""
+    return _load(Path(start or os.getcwd()).absolute(), os.environ.get("RUNLOCK_RESULTS"))
+
+
+def results_root(override: str | os.PathLike[str] | None = None, start: Path | None = None) -> Path:
+    """The results root: ``override`` when given, else the project's (see module doc)."""
+    if override is not None:
+        return Path(override).expanduser().absolute()
+    return project_settings(start).results_root

@@ -1,0 +1,232 @@
+"""``@runlock.stage``: a plain function with a dataclass config becomes a tracked stage.
+
+The decorator returns a :class:`Stage`, a callable object with methods (like joblib's
+``Memory.cache``): calling it runs tracked and returns the function's value, ``.debug`` keeps
+the locals, ``.invoke`` takes a config mapping (reproduce, workers), ``.__wrapped__`` is the
+plain function. It pickles by reference, so workers re-import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import config as cfgmod
+from .errors import ConfigKeyError, UsageError
+from .run import Outcome, StageOptions, execute
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_SIMPLE = (str, int, float, bool, type(None), Path, enum.Enum)
+
+
+def _is_simple(value: Any) -> bool:
+    if isinstance(value, _SIMPLE):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_simple(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_simple(v) for k, v in value.items())
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+class Stage(Generic[P, R]):
+    """A tracked stage. Call it like the function; see :func:`stage` for the options."""
+
+    def __init__(self, fn: Callable[P, R], options: StageOptions) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.options = options
+        self.schema = cfgmod.schema_of(fn)
+
+    # -- calling ---------------------------------------------------------------------------
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        cfg, called, objects = self._config_from_call(args, kwargs)
+        outcome = self._execute(cfg, called=called, objects=objects, reraise=True)
+        return outcome.value  # type: ignore[no-any-return]
+
+    def debug(self, *args: Any, **kwargs: Any) -> Outcome:
+        """Run tracked and keep the function's local variables (also when it raises).
+
+        Returns an :class:`~runlock.run.Outcome` with ``.locals``, ``.error``, ``.run_dir``,
+        ``.value``; the exception is not raised.
+        """
+        cfg, called, objects = self._config_from_call(args, kwargs)
+        return self._execute(cfg, called=called, objects=objects, reraise=False, capture_locals=True)
+
+    def invoke(
+        self,
+        config: Mapping[str, Any] | DictConfig | None = None,
+        *,
+        overrides: Sequence[str] = (),
+        extra_lock: dict[str, Any] | None = None,
+        save_dir: str | None = None,
+        experiment: str | None = None,
+        capture_locals: bool = False,
+        reraise: bool = False,
+    ) -> Outcome:
+        """Run with a config mapping (e.g. a recorded one) plus dotlist ``overrides``."""
+        cfg = self.compose(base=config, overrides=overrides)
+        options = self.options if save_dir is None else dataclasses.replace(self.options, save_dir=save_dir, dir_field=None)
+        return self._execute(
+            cfg,
+            options=options,
+            extra_lock=extra_lock,
+            experiment=experiment,
+            capture_locals=capture_locals,
+            reraise=reraise,
+        )
+
+    def _execute(
+        self,
+        cfg: DictConfig,
+        *,
+        called: dict[str, Any] | None = None,
+        objects: dict[str, Any] | None = None,
+        options: StageOptions | None = None,
+        **kw: Any,
+    ) -> Outcome:
+        fn = self.fn
+        if objects:
+            fn = functools.partial(self.fn, **objects)  # type: ignore[assignment]
+            functools.update_wrapper(fn, self.fn)  # type: ignore[arg-type]
+        return execute(fn, self.schema, cfg, options or self.options, called_params=called, **kw)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def compose(
+        self,
+        *,
+        base: Any = None,
+        config_files: Sequence[str | Path] = (),
+        overrides_files: Sequence[str | Path] = (),
+        overrides: Sequence[str] = (),
+        experiment: DictConfig | None = None,
+        experiment_name: str | None = None,
+    ) -> DictConfig:
+        """Defaults <- base <- config files <- experiment <- override files <- dotlist."""
+        cfg = cfgmod.base_config(self.schema, base)
+        for f in config_files:
+            data = cfgmod.load_yaml(f)
+            if isinstance(data, DictConfig) and "experiments" in data:
+                data = data.copy()
+                del data["experiments"]
+            cfg = cfgmod.merge(cfg, data, schema=self.schema, source=str(f))
+        if experiment is not None:
+            cfg = cfgmod.merge(cfg, experiment, schema=self.schema, source=f"experiment '{experiment_name}'")
+        for f in overrides_files:
+            cfg = cfgmod.merge(cfg, cfgmod.load_yaml(f), schema=self.schema, source=str(f))
+        if overrides:
+            cfg = cfgmod.merge(cfg, cfgmod.parse_dotlist(overrides), schema=self.schema, source="command line")
+        return cfg
+
+    def _config_from_call(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[DictConfig, dict[str, Any], dict[str, Any]]:
+        """Config from a library call: ``f(Config(...))``, ``f(cfg, lr=0.1)`` or ``f(lr=0.1)``."""
+        schema = self.schema
+        if schema.mode == "dataclass":
+            base: Any = None
+            if len(args) > 1:
+                raise UsageError(f"{self.__name__}() takes one config argument, got {len(args)}.")
+            if args:
+                base = args[0]
+            elif schema.param in kwargs:
+                base = kwargs.pop(schema.param)
+            cfg = cfgmod.base_config(schema, base)
+            if kwargs:
+                cfg = cfgmod.merge(cfg, kwargs, schema=schema, source=f"{self.__name__}() arguments")
+            called = cfgmod.to_plain(cfg) if base is None else _describe(base, kwargs)
+            return cfg, called, {}
+        try:
+            bound = inspect.signature(self.fn).bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            valid = list(schema.defaults)
+            raise ConfigKeyError(f"{self.__name__}(): {exc}. Valid parameters: {', '.join(valid)}.") from None
+        values = dict(bound.arguments)
+        objects = {k: v for k, v in values.items() if not _is_simple(v)}
+        simple = {k: v for k, v in values.items() if k not in objects}
+        defaults = {k: v for k, v in schema.defaults.items() if k not in objects and _is_simple(v)}
+        cfg = OmegaConf.create({k: str(v) if isinstance(v, Path) else v for k, v in defaults.items()})
+        if simple:
+            cfg = OmegaConf.merge(cfg, {k: str(v) if isinstance(v, Path) else v for k, v in simple.items()})  # type: ignore[assignment]
+        called = {k: (v if k not in objects else repr(v)) for k, v in values.items()}
+        return cfg, called, objects
+
+    # -- misc --------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    def __reduce__(self) -> str:
+        # Pickle by reference: the module attribute named like the function *is* this object.
+        return self.__qualname__
+
+    def __repr__(self) -> str:
+        return f"<runlock.Stage {self.options.name!r} of {self.__module__}.{self.__qualname__}>"
+
+    # Task maps (one run, many items) are added by runlock.taskmap's integration.
+
+
+def _describe(base: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if dataclasses.is_dataclass(base) and not isinstance(base, type):
+        out = dataclasses.asdict(base)
+    elif isinstance(base, DictConfig):
+        out = OmegaConf.to_container(base, resolve=False)  # type: ignore[assignment]
+    else:
+        out = dict(base)
+    out.update(kwargs)
+    return out  # type: ignore[return-value]
+
+
+@overload
+def stage(fn: Callable[P, R], /) -> Stage[P, R]: ...
+
+
+@overload
+def stage(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    save_dir: str | None = None,
+    **options: Any,
+) -> Callable[[Callable[P, R]], Stage[P, R]]: ...
+
+
+def stage(fn: Callable[P, R] | None = None, /, *, name: str | None = None, save_dir: str | None = None, **options: Any) -> Any:
+    """Make ``fn`` a tracked stage. Usable as ``@stage`` or ``@stage(name=..., save_dir=...)``.
+
+    Options (all optional): ``save_dir`` run directory template (``${stage}``, ``${now:FMT}``,
+    ``${run.id}`` and config keys interpolate; default ``<results>/<stage>/<timestamp>``),
+    ``dir_field`` / ``subdir_field`` / ``inject_dir`` / ``include_timestamp`` /
+    ``include_uuid`` (placement, as in pycrumbs), ``seed_field`` (default ``"seed"``),
+    ``track_data`` (config fields or paths to hash), ``snapshot`` and ``snapshot_*`` (source
+    snapshot settings), ``files_of_interest``, ``root`` (results root).
+    """
+    known = {f.name for f in dataclasses.fields(StageOptions)}
+    unknown = set(options) - known
+    if unknown:
+        raise UsageError(
+            f"Unknown stage option(s): {', '.join(sorted(unknown))}.",
+            hint=f"Valid options: {', '.join(sorted(known - {'name'}))}.",
+        )
+    for key in ("track_data", "snapshot_include", "snapshot_exclude", "files_of_interest"):
+        if key in options and isinstance(options[key], str):
+            options[key] = (options[key],)
+        elif key in options:
+            options[key] = tuple(options[key])
+
+    def wrap(f: Callable[P, R]) -> Stage[P, R]:
+        return Stage(f, StageOptions(name=name or f.__name__, save_dir=save_dir, **options))
+
+    return wrap(fn) if fn is not None else wrap
