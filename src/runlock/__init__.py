@@ -23,6 +23,7 @@ _LAZY = {
     "main": "runlock.script",
     "Input": "runlock.config",
     "Outcome": "runlock.run",
+    "current_run": "runlock.run",
     # pycrumbs / footsteps style
     "tracked": "runlock.compat",
     "start": "runlock.compat",
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .compat import start
     from .lockfile import load_lock
     from .query import runs
-    from .run import Outcome
+    from .run import Outcome, current_run
     from .script import main
     from .stages import Stage, stage
     from .compat import tracked

@@ -113,7 +113,9 @@ def _ask_name(default: str, root: Path) -> str:
     except ImportError:  # pragma: no cover - Windows without pyreadline
         pass
     try:
-        answer = input(f"Name of this run [{default}]: ").strip()
+        sys.stderr.write(f"Name of this run [{default}]: ")  # stdout may be a pipe to a log
+        sys.stderr.flush()
+        answer = input().strip()
     except EOFError:
         return default
     return answer or default

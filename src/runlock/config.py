@@ -75,10 +75,12 @@ class Schema:
         return list(self.defaults)
 
 
-def schema_of(fn: Callable[..., Any]) -> Schema:
+def schema_of(fn: Callable[..., Any], localns: Mapping[str, Any] | None = None) -> Schema:
+    """The config schema of a stage function. ``localns``: the decorating scope, so that
+    string annotations (``from __future__ import annotations``) naming local classes resolve."""
     sig = inspect.signature(fn)
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, localns=dict(localns) if localns else None)
     except Exception:  # noqa: BLE001 - unresolvable forward refs: fall back to raw annotations
         hints = {k: p.annotation for k, p in sig.parameters.items()}
     params = [

@@ -41,7 +41,9 @@ class ConfigTypeError(ConfigError, TypeError):
 
 
 class RunDirError(RunlockError, OSError):
-    """The run directory cannot be created or written."""
+    """The run directory cannot be created or written (bad input: exit code 2)."""
+
+    exit_code = 2
 
 
 class LockFileError(RunlockError, ValueError):

@@ -278,6 +278,23 @@ def default_collectors(options: StageOptions) -> list[Collector]:
     return _defaults(options)
 
 
+_ACTIVE: list[ActiveRun] = []
+
+
+def current_run() -> ActiveRun:
+    """The innermost run in progress in this process (``.dir``, ``.id``, ``.lock``).
+
+    Use it inside a stage to write outputs next to the run's lock::
+
+        np.save(runlock.current_run().dir / "weights.npy", w)
+    """
+    if not _ACTIVE:
+        from .errors import RunlockError
+
+        raise RunlockError("No run in progress.", hint="Call this inside a @runlock.stage function or after runlock.start().")
+    return _ACTIVE[-1]
+
+
 class ActiveRun:
     """One run between :meth:`open` and :meth:`close` (a stage call, or a ``runlock.start`` script)."""
 
@@ -400,6 +417,7 @@ class ActiveRun:
         if seed is not None:
             run.seeded = seeding.apply_seed(int(seed))
         run._metrics_token = _activate_metrics(rd.path)
+        _ACTIVE.append(run)
         return run
 
     def close(self, value: Any = None, error: BaseException | None = None) -> Outcome:
@@ -407,6 +425,8 @@ class ActiveRun:
         if self.closed:
             return self.outcome
         self.closed = True
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
         lock, ctx, rd = self.lock, self.ctx, self.rd
         status = "completed"
         tb_text: str | None = None
@@ -440,7 +460,7 @@ class ActiveRun:
             self._stack.close()
             end = datetime.now().astimezone()
             if error is not None:
-                tb_text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+                tb_text = "".join(traceback.format_exception(type(error), error, _user_frames(error.__traceback__)))
                 lock["error"] = {
                     "type": f"{type(error).__module__}.{type(error).__qualname__}",
                     "message": str(error),
@@ -510,6 +530,16 @@ def execute(
             _resend_sigterm()
         raise outcome.error
     return outcome
+
+
+_PACKAGE_DIR = str(Path(__file__).parent)
+
+
+def _user_frames(tb: Any) -> Any:
+    """Skip runlock's own leading frames: the traceback starts in the user's code."""
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return tb
 
 
 def _unresolved(cfg: DictConfig) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from . import config as cfgmod
 from .errors import RunlockError
 from .interactive import in_interactive_session, push_to_namespace, show_traceback
 from .logs import verbosity_level
-from .run import Outcome
+from .run import Outcome, RunInterrupted, _resend_sigterm
 from .stages import Stage
 
 EXIT_FAILED = 1
@@ -191,6 +191,8 @@ def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
     if outcome.error is not None:
         print(outcome.traceback or "", file=sys.stderr, end="")
         print(f"runlock: run {outcome.run_id} {outcome.status} ({outcome.run_dir})", file=sys.stderr)
+        if isinstance(outcome.error, RunInterrupted):
+            _resend_sigterm()  # die of SIGTERM, as the sender (SLURM, a supervisor) expects
         raise SystemExit(EXIT_INTERRUPTED if outcome.status == "interrupted" else EXIT_FAILED)
     logging.getLogger("runlock").debug("run dir %s", outcome.run_dir)
     return outcome.value

@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -40,11 +41,11 @@ def _is_simple(value: Any) -> bool:
 class Stage(Generic[P, R]):
     """A tracked stage. Call it like the function; see :func:`stage` for the options."""
 
-    def __init__(self, fn: Callable[P, R], options: StageOptions) -> None:
+    def __init__(self, fn: Callable[P, R], options: StageOptions, *, localns: Mapping[str, Any] | None = None) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.options = options
-        self.schema = cfgmod.schema_of(fn)
+        self.schema = cfgmod.schema_of(fn, localns)
 
     # -- calling ---------------------------------------------------------------------------
 
@@ -144,7 +145,7 @@ class Stage(Generic[P, R]):
             cfg = cfgmod.base_config(schema, base)
             if kwargs:
                 cfg = cfgmod.merge(cfg, kwargs, schema=schema, source=f"{self.__name__}() arguments")
-            called = cfgmod.to_plain(cfg) if base is None else _describe(base, kwargs)
+            called = OmegaConf.to_container(cfg, resolve=False) if base is None else _describe(base, kwargs)  # type: ignore[assignment]
             return cfg, called, {}
         try:
             bound = inspect.signature(self.fn).bind_partial(*args, **kwargs)
@@ -158,7 +159,7 @@ class Stage(Generic[P, R]):
         cfg = OmegaConf.create({k: str(v) if isinstance(v, Path) else v for k, v in defaults.items()})
         if simple:
             cfg = OmegaConf.merge(cfg, {k: str(v) if isinstance(v, Path) else v for k, v in simple.items()})  # type: ignore[assignment]
-        called = {k: (v if k not in objects else repr(v)) for k, v in values.items()}
+        called = {k: (repr(v) if k in objects or not _is_simple(v) else v) for k, v in {**schema.defaults, **values}.items()}
         return cfg, called, objects
 
     # -- misc --------------------------------------------------------------------------------
@@ -226,7 +227,11 @@ def stage(fn: Callable[P, R] | None = None, /, *, name: str | None = None, save_
         elif key in options:
             options[key] = tuple(options[key])
 
+    caller = sys._getframe(1)  # noqa: SLF001 - resolves annotations naming local classes
+    localns = dict(caller.f_locals) if caller.f_code.co_name != "<module>" else None
+    del caller
+
     def wrap(f: Callable[P, R]) -> Stage[P, R]:
-        return Stage(f, StageOptions(name=name or f.__name__, save_dir=save_dir, **options))
+        return Stage(f, StageOptions(name=name or f.__name__, save_dir=save_dir, **options), localns=localns)
 
     return wrap(fn) if fn is not None else wrap

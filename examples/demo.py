@@ -1,0 +1,69 @@
+"""The runlock demo: a real (small) scikit-learn stage, run like a user would from a shell.
+
+It copies examples/train.py into a scratch git repository, then runs, printing each command:
+one run, a sweep over C run as parallel tasks, `runlock ls` and `runlock diff`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    print(f"\n$ {shlex.join(args)}", flush=True)
+    res = subprocess.run(args, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    print(res.stdout.rstrip(), flush=True)
+    if check and res.returncode != 0:
+        raise SystemExit(f"demo step failed ({res.returncode}): {shlex.join(args)}")
+    return res
+
+
+def main() -> None:
+    work = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="runlock-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy(HERE / "train.py", work / "train.py")
+    (work / ".gitignore").write_text("results/\n")
+    (work / "pyproject.toml").write_text('[tool.runlock]\nresults = "results"\n')
+    env_git = ["-c", "user.name=runlock demo", "-c", "user.email=demo@runlock.invalid"]
+    if not (work / ".git").exists():
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=work, check=True)
+        subprocess.run(["git", "add", "-A"], cwd=work, check=True)
+        subprocess.run(["git", *env_git, "commit", "-q", "-m", "demo project"], cwd=work, check=True)
+    py = sys.executable
+    runlock_cli = [py, "-m", "runlock"]
+    os.environ.pop("RUNLOCK_RESULTS", None)
+
+    print(f"runlock demo in {work}")
+    sh(py, "train.py", "--help", cwd=work)
+    sh(py, "train.py", "C=0.05", "seed=0", cwd=work)
+    # an uncommitted edit: the next run's source snapshot records it (HEAD is untouched)
+    text = (work / "train.py").read_text().replace("max_iter: int = 200", "max_iter: int = 300")
+    (work / "train.py").write_text(text)
+    sweep = sh(py, "train.py", "C=0.01,0.1,1,10", "seed=0", "--sweep", "--jobs", "2", cwd=work, check=False)
+    if sweep.returncode != 0:  # sweeps not available in this build: run the points one by one
+        for c in ("0.01", "0.1", "1", "10"):
+            sh(py, "train.py", f"C={c}", "seed=0", cwd=work)
+    sh(*runlock_cli, "ls", "train", "--columns", "C,accuracy", cwd=work)
+    ids = [line.split()[0] for line in sh(*runlock_cli, "ls", "train", "--json", cwd=work).stdout.splitlines()[:0]]
+    del ids
+    import json
+
+    runs = json.loads(sh(*runlock_cli, "ls", "train", "--json", cwd=work).stdout)
+    first, last = runs[-1]["id"], runs[0]["id"]
+    sh(*runlock_cli, "diff", first, last, cwd=work)
+    sh(*runlock_cli, "show", last, cwd=work)
+    sh("git", "log", "--oneline", "-3", "runlock/snapshots", cwd=work, check=False)
+    sh("git", "status", "--short", cwd=work)
+    print(f"\nDone. The runs are in {work / 'results'}; try: cd {work} && {py} -m runlock ls")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Shared fixtures. No test depends on the current directory: runs go to tmp dirs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# Deterministic git identity for the real git repositories the tests create.
+for _k, _v in {
+    "GIT_AUTHOR_NAME": "runlock tests",
+    "GIT_AUTHOR_EMAIL": "tests@runlock.invalid",
+    "GIT_COMMITTER_NAME": "runlock tests",
+    "GIT_COMMITTER_EMAIL": "tests@runlock.invalid",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}.items():
+    os.environ.setdefault(_k, _v)
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need_component(available: bool, reason: str) -> None:
+    """Skip on a laptop, fail in CI: a missing real component must not pass silently there."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"required component missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated results root (also exported as RUNLOCK_RESULTS for subprocesses)."""
+    root = tmp_path / "results"
+    monkeypatch.setenv("RUNLOCK_RESULTS", str(root))
+    return root
+
+
+def git(cwd: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A real git repository with one commit, its results dir git-ignored."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / ".gitignore").write_text("results/\n")
+    (repo / "README.md").write_text("hello\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
+def write_script(path: Path, body: str) -> Path:
+    path.write_text(textwrap.dedent(body).lstrip())
+    return path
+
+
+def run_py(script: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+           timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=cwd or script.parent,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
