@@ -57,6 +57,12 @@ def build_parser(stage: Stage[Any, Any], prog: str | None = None) -> argparse.Ar
     parser.add_argument("--experiments-file", metavar="FILE", help="YAML tree of named experiments (default: experiments.yaml next to the script)")
     parser.add_argument("--save-dir", metavar="DIR", help="run directory template (default: <results>/<stage>/<timestamp>)")
     parser.add_argument("--show-config", action="store_true", help="print the composed config and exit (no run)")
+    group = parser.add_argument_group("sweeps and parallel runs")
+    group.add_argument("--sweep", action="store_true", help="run the grid of comma-separated values (lr=0.1,0.01) and/or every experiment matching --experiment")
+    group.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="parallel runs (default 1)")
+    group.add_argument("--backend", default=None, choices=["inprocess", "joblib", "slurm"], help="where sweep points run (default: joblib when --jobs > 1, else inprocess)")
+    group.add_argument("--force", action="store_true", help="re-run points already completed with the same config and source")
+    group.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE", help="SLURM resources for --backend slurm (timeout_min=60, partition=gpu, gpus_per_node=1, mem_gb=16, cpus_per_task=4)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     return parser
@@ -85,6 +91,66 @@ def _experiments_tree(stage: Stage[Any, Any], args: argparse.Namespace) -> Any:
         f"--experiment {args.experiment}: no experiments file found.",
         hint="Pass --experiments-file FILE or put an experiments.yaml next to the script.",
     )
+
+
+def _with_options(stage: Stage[Any, Any], **changes: Any) -> Stage[Any, Any]:
+    """A copy of ``stage`` with other options (same function, pickles the same way)."""
+    import copy
+
+    clone = copy.copy(stage)
+    clone.options = dataclasses.replace(stage.options, **changes)
+    return clone
+
+
+def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise cfgmod.ConfigError(f"--slurm '{item}' is not of the form key=value.")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _main_sweep(stage: Stage[Any, Any], args: argparse.Namespace, parser: argparse.ArgumentParser, interactive: bool) -> Any:
+    from . import sweep
+
+    try:
+        experiments: list[tuple[str, Any]] = []
+        if args.experiment:
+            tree, _ = _experiments_tree(stage, args)
+            experiments = cfgmod.select_experiments(tree, args.experiment, stage.schema.field_names)
+        points = sweep.plan(
+            stage,
+            overrides=args.overrides,
+            experiments=experiments,
+            config_files=args.config,
+            overrides_files=args.overrides_files,
+        )
+        backend = args.backend or ("joblib" if args.jobs != 1 else "inprocess")
+        result = sweep.run_sweep(
+            stage,
+            points,
+            backend=backend,
+            n_jobs=args.jobs,
+            force=args.force,
+            backend_options=_parse_kv(args.slurm) if args.slurm else None,
+        )
+    except RunlockError as exc:
+        if interactive:
+            print(f"runlock: error: {exc}", file=sys.stderr)
+            return None
+        parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
+    width = max(len(p["label"]) for p in result.points)
+    print(f"sweep {result.sweep_id}: {len(result.points)} points ({result.record})")
+    for p in result.points:
+        tail = f"  {p['error']}" if p.get("error") else ""
+        print(f"  {p['label']:<{width}}  {p['status']:<11} {p.get('run_id') or '-'}{tail}")
+    if result.failed and not interactive:
+        raise SystemExit(EXIT_FAILED)
+    return result
 
 
 def compose_from_args(stage: Stage[Any, Any], args: argparse.Namespace) -> tuple[Any, str | None]:
@@ -156,6 +222,9 @@ def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
             return None
         raise exc
     level = verbosity_level(args.verbose, args.quiet)
+    if args.sweep:
+        stage = _with_options(stage, log_level=level)
+        return _main_sweep(stage, args, parser, interactive)
     try:
         cfg, experiment = compose_from_args(stage, args)
     except RunlockError as exc:

@@ -73,12 +73,14 @@ class Stage(Generic[P, R]):
         experiment: str | None = None,
         capture_locals: bool = False,
         reraise: bool = False,
+        called_params: dict[str, Any] | None = None,
     ) -> Outcome:
         """Run with a config mapping (e.g. a recorded one) plus dotlist ``overrides``."""
         cfg = self.compose(base=config, overrides=overrides)
         options = self.options if save_dir is None else dataclasses.replace(self.options, save_dir=save_dir, dir_field=None)
         return self._execute(
             cfg,
+            called=called_params,
             options=options,
             extra_lock=extra_lock,
             experiment=experiment,
@@ -168,14 +170,59 @@ class Stage(Generic[P, R]):
     def name(self) -> str:
         return self.options.name
 
-    def __reduce__(self) -> str:
-        # Pickle by reference: the module attribute named like the function *is* this object.
-        return self.__qualname__
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle by reference: workers re-import the module (or, for a script run as
+        # ``__main__``, its file: their own ``__main__`` is loky's or submitit's) and take the
+        # object by qualified name. Options travel along (a sweep may change the log level).
+        src = getattr(self.fn, "__code__", None)
+        path = src.co_filename if src is not None and not src.co_filename.startswith("<") else None
+        return (_load_stage, (self.__module__, self.__qualname__, path, self.options))
 
     def __repr__(self) -> str:
         return f"<runlock.Stage {self.options.name!r} of {self.__module__}.{self.__qualname__}>"
 
     # Task maps (one run, many items) are added by runlock.taskmap's integration.
+
+
+def _load_stage(module: str, qualname: str, path: str | None, options: StageOptions) -> Stage[Any, Any]:
+    """Unpickle a stage: import it by module (or script file) and qualified name."""
+    import copy
+    import importlib
+
+    if module == "__main__" and path is not None:
+        stage = _stage_from_file(path, qualname)
+    else:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        stage = obj
+    if stage.options != options:
+        stage = copy.copy(stage)
+        stage.options = options
+    return stage
+
+
+def _stage_from_file(path: str, qualname: str) -> Stage[Any, Any]:
+    """Import a script by path under a private module name and return its stage object."""
+    import importlib.util
+
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__file__", None) and Path(main.__file__).resolve() == Path(path).resolve():
+        obj: Any = main  # unpickled in the very process that runs the script
+    else:
+        name = "__runlock_main_" + str(abs(hash(str(Path(path).resolve()))))
+        obj = sys.modules.get(name)
+        if obj is None:
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import the stage script {path}")
+            obj = importlib.util.module_from_spec(spec)
+            sys.modules[name] = obj
+            sys.path.insert(0, str(Path(path).parent))
+            spec.loader.exec_module(obj)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj  # type: ignore[no-any-return]
 
 
 def _describe(base: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
