@@ -74,8 +74,8 @@ class BackendError(RunlockError, RuntimeError):
     """An execution backend that is unavailable or failed."""
 
 
-class TaskError(RunlockError, ValueError):
-    """A task file or task spec that cannot be used."""
+class TaskError(UsageError):
+    """A task file or task spec that cannot be used (bad input: exit code 2)."""
 
 
 class RemoteError(RunlockError, RuntimeError):

@@ -35,7 +35,7 @@ from . import config as cfgmod
 from . import lockfile, seeding
 from .collectors import Collector, RunContext
 from .environment import capture_environment
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .logs import logger, run_logging
 from .packages import inventory
 from .rundir import RunDir
@@ -334,17 +334,36 @@ class ActiveRun:
         experiment: str | None = None,
         collectors: list[Collector] | None = None,
         handle_sigterm: bool = True,
+        reuse_dir: Path | None = None,
     ) -> ActiveRun:
-        """Resolve, seed, create the directory, write config.yaml and the ``running`` lock."""
+        """Resolve, seed, create the directory, write config.yaml and the ``running`` lock.
+
+        ``reuse_dir``: resume the run in that directory (same id; a task map re-launched or a
+        requeued job) instead of creating a new one.
+        """
         started = time.perf_counter()
         now_local = datetime.now().astimezone()
-        run_id = new_run_id(now_local)
+        previous: dict[str, Any] | None = None
+        if reuse_dir is not None:
+            previous = lockfile.load_lock(reuse_dir)
+            if previous.get("stage") != options.name:
+                raise UsageError(
+                    f"{reuse_dir} is a run of stage '{previous.get('stage')}', not '{options.name}'.",
+                    hint="Resume a run directory of the same stage.",
+                )
+            run_id = str(previous["id"])
+            now_local = datetime.fromisoformat(previous["timing"]["start"]).astimezone()
+        else:
+            run_id = new_run_id(now_local)
         resolved = cfgmod.resolve(cfg, now=now_local, run_id=run_id, stage=options.name)
         altered: dict[str, Any] = {}
         seed: int | None = None
         if options.seed_field and options.seed_field in resolved:
             seed = resolved[options.seed_field]
-            if seed is None:
+            if seed is None and previous is not None and previous.get("seed") is not None:
+                seed = previous["seed"]  # a resumed run keeps its seed
+                resolved[options.seed_field] = seed
+            elif seed is None:
                 seed = seeding.draw_seed()
                 resolved[options.seed_field] = seed
                 altered[options.seed_field] = seed
@@ -353,7 +372,7 @@ class ActiveRun:
         for name in (dir_field, options.inject_dir):
             if name and name not in resolved:
                 raise ConfigError(f"inject_dir '{name}' is not a config key.")
-        rd = RunDir.create(target)  # atomic; -1, -2 ... on collision
+        rd = RunDir(Path(reuse_dir).absolute()) if reuse_dir is not None else RunDir.create(target)
         for name in {n for n in (dir_field, options.inject_dir) if n}:
             with open_dict(resolved):
                 resolved[name] = str(rd.path)
@@ -383,6 +402,8 @@ class ActiveRun:
             "packages": packages,
             "editable": editable,
         }
+        if previous is not None:
+            lock["resumed"] = [*previous.get("resumed", []), _iso(datetime.now().astimezone())]
         if extra_lock:
             lock.update(extra_lock)
         ctx = RunContext(

@@ -62,6 +62,9 @@ def build_parser(stage: Stage[Any, Any], prog: str | None = None) -> argparse.Ar
     group.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="parallel runs (default 1)")
     group.add_argument("--backend", default=None, choices=["inprocess", "joblib", "slurm"], help="where sweep points run (default: joblib when --jobs > 1, else inprocess)")
     group.add_argument("--force", action="store_true", help="re-run points already completed with the same config and source")
+    group.add_argument("--map", dest="map_file", metavar="TASKS", help="run the stage on every task of a YAML/JSON list or text file, inside one run")
+    group.add_argument("--map-key", metavar="KEY", help="config key that receives each task's value (tasks that are not mappings)")
+    group.add_argument("--resume", metavar="RUN_DIR", help="with --map: continue the map in an earlier run directory (only what is not done)")
     group.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE", help="SLURM resources for --backend slurm (timeout_min=60, partition=gpu, gpus_per_node=1, mem_gb=16, cpus_per_task=4)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
@@ -153,6 +156,36 @@ def _main_sweep(stage: Stage[Any, Any], args: argparse.Namespace, parser: argpar
     return result
 
 
+def _main_map(stage: Stage[Any, Any], args: argparse.Namespace, parser: argparse.ArgumentParser, interactive: bool) -> Any:
+    from .stage_map import load_tasks, map_stage
+
+    try:
+        tasks = load_tasks(args.map_file)
+        cfg, experiment = compose_from_args(stage, args)
+        result = map_stage(
+            stage,
+            tasks,
+            key=args.map_key,
+            config=cfg,
+            n_jobs=args.jobs,
+            backend=args.backend or ("joblib" if args.jobs != 1 else "inprocess"),
+            resume=args.resume,
+            **(_parse_kv(args.slurm) if args.slurm else {}),
+        )
+    except RunlockError as exc:
+        if interactive:
+            print(f"runlock: error: {exc}", file=sys.stderr)
+            return None
+        parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
+    s = result.summary
+    print(f"map run {result.run_id}: {s.done}/{s.total} tasks done, {s.failed} failed ({result.run_dir})")
+    for task_id, failure in sorted(s.failures.items())[:20]:
+        print(f"  task {task_id}: {failure.get('type')}: {failure.get('message')}")
+    if not result.ok and not interactive:
+        raise SystemExit(EXIT_FAILED)
+    return result
+
+
 def compose_from_args(stage: Stage[Any, Any], args: argparse.Namespace) -> tuple[Any, str | None]:
     experiment = None
     name = None
@@ -209,6 +242,10 @@ def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
     """
     if not isinstance(stage, Stage):
         raise TypeError(f"runlock.main() expects a @runlock.stage function, got {stage!r}")
+    from . import stages
+
+    if stages._WORKER_IMPORT:  # noqa: SLF001 - a worker importing a script without a __main__ guard
+        return None
     interactive = argv is None and in_interactive_session()
     if argv is None:
         argv = [] if interactive else sys.argv[1:]
@@ -225,6 +262,9 @@ def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
     if args.sweep:
         stage = _with_options(stage, log_level=level)
         return _main_sweep(stage, args, parser, interactive)
+    if args.map_file:
+        stage = _with_options(stage, log_level=level)
+        return _main_map(stage, args, parser, interactive)
     try:
         cfg, experiment = compose_from_args(stage, args)
     except RunlockError as exc:

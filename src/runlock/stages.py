@@ -181,7 +181,22 @@ class Stage(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<runlock.Stage {self.options.name!r} of {self.__module__}.{self.__qualname__}>"
 
-    # Task maps (one run, many items) are added by runlock.taskmap's integration.
+    def map(self, tasks: Sequence[Any], **kwargs: Any) -> Any:
+        """Apply the stage to every task inside ONE run (one directory, one run.lock).
+
+        A task is a mapping merged into the config, or a value set at ``key=``. Options:
+        ``config``, ``overrides``, ``n_jobs``, ``backend`` (``inprocess`` | ``joblib`` |
+        ``slurm``), ``resume`` (an earlier map's run directory: runs only what is not done),
+        ``chunk_size``, ``worker_pool``, and SLURM resources (``timeout_min``, ...).
+        Returns a :class:`~runlock.stage_map.MapResult` (``.results()``, ``.summary``).
+        """
+        from .stage_map import map_stage
+
+        return map_stage(self, tasks, **kwargs)
+
+
+#: True while a worker imports a stage script by path (runlock.main() then does nothing).
+_WORKER_IMPORT = False
 
 
 def _load_stage(module: str, qualname: str, path: str | None, options: StageOptions) -> Stage[Any, Any]:
@@ -219,7 +234,12 @@ def _stage_from_file(path: str, qualname: str) -> Stage[Any, Any]:
             obj = importlib.util.module_from_spec(spec)
             sys.modules[name] = obj
             sys.path.insert(0, str(Path(path).parent))
-            spec.loader.exec_module(obj)
+            global _WORKER_IMPORT
+            _WORKER_IMPORT = True  # a module-level runlock.main() must not run again here
+            try:
+                spec.loader.exec_module(obj)
+            finally:
+                _WORKER_IMPORT = False
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj  # type: ignore[no-any-return]
