@@ -1,16 +1,86 @@
-"""The git owner: everything runlock asks of git goes through this module (and the git CLI)."""
+"""The git owner: everything runlock asks of git goes through this module (and the git CLI).
+
+Source snapshots
+----------------
+:func:`snapshot` records the working tree (tracked changes, deletions and untracked files that
+are not gitignored) as a commit on a *shadow branch* (``runlock/snapshots`` by default) without
+touching the user's HEAD, index, worktree, stash or current branch. It uses git plumbing on a
+temporary index: the real index is copied (its stat data lets git skip re-hashing unchanged
+files), only the changed paths are hashed into the copy, then ``write-tree`` / ``commit-tree`` /
+``update-ref`` (compare-and-swap, retried on races).
+
+Each snapshot commit has the previous snapshot as its **first** parent (so
+``git log --first-parent runlock/snapshots`` browses the snapshots, newest first) and the HEAD
+the run started from as its **second** parent (so the code it was based on stays reachable and
+survives ``git gc --prune=now``). The message ends with the trailers ``Runlock-Snapshot: 1`` and
+``Runlock-Head: <sha>``. A run's uncommitted changes are ``git diff <parent_head> <commit>``
+with both ids from the lock's ``git.snapshot`` section.
+
+What is captured: the snapshot is "HEAD + staged changes + the worktree changes that pass the
+filters". ``include`` / ``exclude`` globs, ``exclude_dirs`` and ``max_file_bytes`` decide which
+worktree changes are read; a path that is filtered out keeps its version from the user's index
+(usually HEAD's), so ``git diff HEAD <snapshot>`` only shows captured changes. Globs follow
+gitignore conventions: ``*.py`` or ``data`` (no slash) match at any depth, ``src/*.py`` is
+relative to the repository root, ``**`` crosses directories.
+
+Submodules: the snapshot is of the repository that contains ``path``. Run from code inside a
+submodule and the submodule's own repository gets the shadow branch; the superproject's
+snapshot records a submodule only as its checked-out commit (the gitlink). Untracked nested
+repositories that are not submodules are skipped. Linked worktrees (``git worktree add``) share
+one shadow branch with the main worktree.
+
+Good to know: a snapshot waits (``lock_timeout_s``) while another git command holds
+``.git/index.lock``, so it sees that command's result. New blobs and trees are loose objects;
+a process that loses a race on the ref leaves its commit dangling until ``git gc``. Because
+snapshots form a chain, pushing one snapshot commit also transfers the earlier ones.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import random
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import _subprocess
+from .errors import GitError
 from .redact import redact_url
+
+logger = logging.getLogger("runlock")
+
+SNAPSHOT_TRAILER = "Runlock-Snapshot: 1"
+HEAD_TRAILER = "Runlock-Head"
+DEFAULT_BRANCH = "runlock/snapshots"
+# The empty tree, by hash length (SHA-1, SHA-256): the base of a diff in a repo with no commits.
+_EMPTY_TREE = {
+    40: "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+    64: "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321",
+}
+_POLL_S = 0.02
+# Read-only commands must not take the index lock for an opportunistic refresh (that would make
+# the user's own git commands fail while a run starts).
+_BASE_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_LITERAL_PATHSPECS": "0"}
+# update-ref messages that mean "someone else moved or is moving the ref": re-read and retry.
+_RACE_MARKERS = ("but expected", "reference already exists", "unable to resolve reference")
+_MAX_RACES = 500  # a safety net only: each lost race is another snapshot's success
+_FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "runlock",
+    "GIT_AUTHOR_EMAIL": "runlock@localhost",
+    "GIT_COMMITTER_NAME": "runlock",
+    "GIT_COMMITTER_EMAIL": "runlock@localhost",
+}
 
 
 def _git(cwd: Path, *args: str) -> _subprocess.Completed:
-    return _subprocess.run(["git", *args], cwd=cwd)
+    return _subprocess.run(["git", *args], cwd=cwd, extra_env=_BASE_ENV)
 
 
 def repo_root(path: Path) -> Path | None:
@@ -43,3 +113,462 @@ def repo_info(path: Path) -> dict[str, Any] | None:
         "dirty": bool(status.stdout.strip()),
         "remotes": remotes,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# snapshots
+
+
+@dataclass(frozen=True)
+class SnapshotOptions:
+    """What a source snapshot captures and where it goes.
+
+    ``include`` / ``exclude``: gitignore-style globs filtering the worktree changes captured;
+    ``exclude_dirs``: absolute paths never read (e.g. the results root, even when not
+    gitignored); ``files_of_interest``: paths (repo-relative or absolute) whose blob ids are
+    recorded; ``lock_timeout_s``: how long to wait for another git process holding a lock.
+    """
+
+    branch: str = DEFAULT_BRANCH
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_file_bytes: int = 10 * 2**20
+    files_of_interest: tuple[str, ...] = ()
+    exclude_dirs: tuple[Path, ...] = ()
+    lock_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class _Repo:
+    root: Path
+    git_dir: Path  # this worktree's git dir (linked worktrees have their own index and HEAD)
+    index: Path
+
+
+@dataclass(frozen=True)
+class _Commit:
+    sha: str
+    tree: str
+    message: str
+
+    @property
+    def is_snapshot(self) -> bool:
+        return SNAPSHOT_TRAILER in self.message.splitlines()
+
+    @property
+    def recorded_head(self) -> str | None:
+        prefix = f"{HEAD_TRAILER}: "
+        for line in reversed(self.message.splitlines()):
+            if line.startswith(prefix):
+                value = line[len(prefix):].strip()
+                return None if value == "none" else value
+        return None
+
+
+def snapshot(path: Path, options: SnapshotOptions, *, message: str) -> dict[str, Any]:
+    """Commit the worktree containing ``path`` to the shadow branch; return the lock's git section.
+
+    Keys: ``root, head, branch, dirty, remotes`` (as :func:`repo_info`, ``dirty`` meaning the
+    snapshot differs from HEAD), ``snapshot: {commit, tree, branch, ref, parent_head, reused}``,
+    ``files_of_interest: {relpath: blob sha | None}``, ``diffstat`` and ``skipped_large``.
+    Outside a repository: ``{"repo": None, "skipped": reason}`` and one warning.
+    """
+    start = path if path.is_dir() else path.parent
+    ref = _branch_ref(options.branch)
+    # Independent git calls overlap on a second thread: the worktree scan and hashing are the
+    # critical path, the reads of HEAD / the shadow tip / config and the diffstat run beside them.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending_meta = pool.submit(_read_meta, start, ref)
+        try:
+            repo = _locate(start)
+        except _subprocess.CommandNotFound:
+            return _skipped(path, "git is not installed")
+        if repo is None:
+            return _skipped(path, "not a git repository")
+        head_ref = _symbolic_head(repo)
+        if head_ref == ref:
+            raise GitError(
+                f"the snapshot branch {options.branch!r} is checked out in {repo.root}.",
+                hint="check out another branch, or configure another snapshot branch "
+                "(SnapshotOptions.branch).",
+            )
+        tree, skipped = _write_snapshot_tree(repo, options)
+        head, tip, config = pending_meta.result()
+        _check_owned(tip, options.branch)
+        base_tree = head.tree if head else _EMPTY_TREE.get(len(tree), _EMPTY_TREE[40])
+        pending_stat = pool.submit(_shortstat, repo.root, base_tree, tree)
+        blob_ids = _blob_ids(repo.root, tree, options.files_of_interest)
+        head_sha = head.sha if head else None
+        commit, reused = _advance(repo.root, ref, tree, head_sha, tip, message, config, options)
+        return {
+            "root": str(repo.root),
+            "head": head_sha,
+            "branch": head_ref.removeprefix("refs/heads/") if head_ref else None,
+            "dirty": tree != base_tree or bool(skipped),
+            "remotes": _remotes(config),
+            "snapshot": {
+                "commit": commit,
+                "tree": tree,
+                "branch": ref.removeprefix("refs/heads/"),
+                "ref": ref,
+                "parent_head": head_sha,
+                "reused": reused,
+            },
+            "files_of_interest": blob_ids,
+            "diffstat": pending_stat.result(),
+            "skipped_large": skipped,
+        }
+
+
+def snapshot_diff(
+    repo: Path, commit_a: str, commit_b: str, patch: bool = False
+) -> dict[str, list[str]] | str:
+    """Files changed from ``commit_a`` to ``commit_b``, or the patch text when ``patch``.
+
+    Typical use: ``snapshot_diff(root, git.snapshot.parent_head, git.snapshot.commit)`` shows a
+    run's uncommitted changes; two runs' snapshot commits show how their code differs.
+    """
+    if patch:
+        # Bytes, decoded leniently: a patch may contain non-UTF-8 file content.
+        out = _run(repo, ["diff", "--no-color", commit_a, commit_b], text=False)
+        return cast(bytes, out.stdout).decode("utf-8", "replace")
+    out = _run(repo, ["diff", "--name-status", "-z", "--no-renames", commit_a, commit_b])
+    changes: dict[str, list[str]] = {"added": [], "modified": [], "deleted": []}
+    fields = out.stdout.split("\0")
+    for status_letter, name in zip(fields[0::2], fields[1::2]):
+        key = {"A": "added", "D": "deleted"}.get(status_letter[:1], "modified")
+        changes[key].append(name)
+    return {k: sorted(v) for k, v in changes.items()}
+
+
+def delete_snapshot_ref(repo: Path, branch: str = DEFAULT_BRANCH) -> bool:
+    """Delete the shadow branch (its commits become garbage for ``git gc``); False if absent.
+
+    Refuses a branch that is not a runlock snapshot branch, so a misconfigured name cannot
+    delete user work.
+    """
+    root = repo_root(repo)
+    if root is None:
+        raise GitError(f"{repo} is not inside a git repository.", hint="pass a repository path.")
+    ref = _branch_ref(branch)
+    (tip,) = _read_commits(root, [ref])
+    if tip is None:
+        return False
+    _check_owned(tip, branch)
+    _run(root, ["update-ref", "-d", ref, tip.sha])
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# snapshot steps
+
+
+def _skipped(path: Path, reason: str) -> dict[str, Any]:
+    logger.warning("runlock: source code not snapshotted: %s (%s)", reason, path)
+    return {"repo": None, "skipped": reason}
+
+
+def _branch_ref(branch: str) -> str:
+    return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
+
+
+def _locate(start: Path) -> _Repo | None:
+    """The work tree, git dir and index of ``start``'s repository in ONE git call (None outside)."""
+    out = _subprocess.run(
+        ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-path", "index"],
+        cwd=start,
+        extra_env=_BASE_ENV,
+    )
+    lines = out.stdout.splitlines()
+    if not out.ok or len(lines) < 3:
+        return None  # not a repository, or a bare one (no work tree to snapshot)
+    return _Repo(Path(lines[0]), Path(lines[1]), start / lines[2])
+
+
+def _symbolic_head(repo: _Repo) -> str | None:
+    """The ref HEAD points to (``refs/heads/main``), None when detached.
+
+    Reads the HEAD file (saves one git process per run); falls back to git for ref backends
+    that do not store HEAD as a file.
+    """
+    try:
+        content = (repo.git_dir / "HEAD").read_text().strip()
+    except OSError:
+        content = ""
+    if content.startswith("ref: ") and not content.endswith("/.invalid"):
+        return content[5:]
+    if content and not content.startswith("ref:"):
+        return None  # detached: the file holds a commit id
+    out = _git(repo.root, "symbolic-ref", "-q", "HEAD")
+    return out.stdout.strip() if out.ok else None
+
+
+def _read_commits(root: Path, revs: Sequence[str]) -> list[_Commit | None]:
+    """Resolve several revisions in one ``cat-file --batch`` call; None for a missing one."""
+    request = "".join(f"{rev}^{{commit}}\n" for rev in revs).encode()
+    # text=False: object sizes are in bytes; run() returns bytes then despite its annotation.
+    out = _run(root, ["cat-file", "--batch"], input=cast(str, request), text=False)
+    data = cast(bytes, out.stdout)
+    commits: list[_Commit | None] = []
+    pos = 0
+    for _ in revs:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].decode().split()
+        pos = end + 1
+        if len(header) != 3 or header[1] != "commit":
+            commits.append(None)  # "<rev> missing"
+            continue
+        size = int(header[2])
+        body = data[pos:pos + size].decode("utf-8", "replace")
+        pos += size + 1
+        headers, _, msg = body.partition("\n\n")
+        tree = headers.split("\n", 1)[0].removeprefix("tree ")
+        commits.append(_Commit(header[0], tree, msg))
+    return commits
+
+
+def _read_meta(
+    start: Path, ref: str
+) -> tuple[_Commit | None, _Commit | None, dict[str, list[str]]]:
+    """HEAD, the shadow tip and the config: what the snapshot needs besides the worktree."""
+    head, tip = _read_commits(start, ["HEAD", ref])
+    return head, tip, _read_config(start)
+
+
+def _check_owned(tip: _Commit | None, branch: str) -> None:
+    """Refuse to append snapshots to a branch that holds the user's own commits."""
+    if tip is not None and not tip.is_snapshot:
+        raise GitError(
+            f"branch {branch!r} exists and is not a runlock snapshot branch "
+            f"(its tip {tip.sha[:12]} has no '{SNAPSHOT_TRAILER}' trailer).",
+            hint="configure another snapshot branch (SnapshotOptions.branch), "
+            "e.g. 'runlock/snapshots-<you>'.",
+        )
+
+
+def _read_config(root: Path) -> dict[str, list[str]]:
+    """Remote URLs and the user identity, in one git call."""
+    out = _git(root, "config", "-z", "--get-regexp", r"^(remote\..*\.url|user\.name|user\.email)$")
+    config: dict[str, list[str]] = {}
+    for entry in out.stdout.split("\0"):
+        key, _, value = entry.partition("\n")
+        if key:
+            config.setdefault(key, []).append(value)
+    return config
+
+
+def _remotes(config: Mapping[str, list[str]]) -> dict[str, str]:
+    urls = {k[len("remote."):-len(".url")]: v[0] for k, v in config.items()
+            if k.startswith("remote.") and k.endswith(".url") and v}
+    return {name: redact_url(urls[name]) for name in sorted(urls)}
+
+
+def _write_snapshot_tree(repo: _Repo, options: SnapshotOptions) -> tuple[str, list[str]]:
+    """Tree id of the filtered working tree, and the paths skipped for their size."""
+    _wait_for_lock(repo.index.with_name(repo.index.name + ".lock"), options.lock_timeout_s)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix="runlock-index-", dir=repo.git_dir)
+    except OSError as exc:
+        raise GitError(
+            f"cannot create a temporary index in {repo.git_dir}: {exc}",
+            hint="runlock needs write access to the repository's .git directory.",
+        ) from exc
+    os.close(fd)
+    tmp_index = Path(tmp_name)
+    try:
+        if repo.index.exists():
+            # copy2 keeps the mtime, so git's racy-clean checks behave as on the real index.
+            shutil.copy2(repo.index, tmp_index)
+        else:
+            tmp_index.unlink()  # an empty file is not a valid index; a missing one is empty
+        env = {"GIT_INDEX_FILE": str(tmp_index)}
+        changed = _changed_paths(repo.root, _pathspecs(repo.root, options), env)
+        to_update, skipped = _filter_sizes(repo.root, changed, options.max_file_bytes)
+        if to_update:
+            payload = "".join(f"{p}\0" for p in to_update)
+            _run(repo.root, ["update-index", "-z", "--add", "--remove", "--replace", "--stdin"],
+                 extra_env=env, input=payload)
+        tree = _run(repo.root, ["write-tree"], extra_env=env,
+                    hint="with a merge in progress, resolve the conflicts first (git status)."
+                    ).stdout.strip()
+    finally:
+        tmp_index.unlink(missing_ok=True)
+    if skipped:
+        logger.warning(
+            "runlock: %d file(s) larger than %d bytes not snapshotted: %s "
+            "(exclude them, or raise SnapshotOptions.max_file_bytes)",
+            len(skipped), options.max_file_bytes, ", ".join(skipped),
+        )
+    return tree, skipped
+
+
+def _wait_for_lock(lock: Path, timeout_s: float) -> None:
+    """Wait for another git command to finish writing the index, so the snapshot sees its result."""
+    deadline = time.monotonic() + timeout_s
+    while lock.exists():
+        if time.monotonic() >= deadline:
+            raise GitError(
+                f"{lock} still exists after {timeout_s:g} s: "
+                "another git process is using the index.",
+                hint=f"if no git command is running, the lock is stale: remove {lock}",
+            )
+        time.sleep(_POLL_S)
+
+
+def _pathspecs(root: Path, options: SnapshotOptions) -> list[str]:
+    specs = _glob_specs(options.include, "glob") + _glob_specs(options.exclude, "exclude,glob")
+    real_root = root.resolve()
+    for directory in options.exclude_dirs:
+        rel = os.path.relpath(Path(directory).resolve(), real_root)
+        if rel != "." and rel != ".." and not rel.startswith("../"):  # outside: nothing to do
+            specs.append(f":(exclude,literal){Path(rel).as_posix()}")
+    return specs
+
+
+def _glob_specs(patterns: Iterable[str], magic: str) -> list[str]:
+    """gitignore-style patterns as pathspecs: unanchored ones match at any depth, dirs recurse."""
+    specs: list[str] = []
+    for pattern in patterns:
+        body = pattern.strip().strip("/")
+        if not body:
+            continue
+        anchored = "/" in pattern.strip().rstrip("/")  # a leading or inner slash anchors
+        base = body if anchored else f"**/{body}"
+        # A glob pathspec does not match below a matched directory: add the "/**" form for that.
+        specs += [f":({magic}){base}", f":({magic}){base}/**"]
+    return specs
+
+
+def _changed_paths(root: Path, pathspecs: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """Modified, deleted and untracked (not ignored) paths: ONE scan of the worktree."""
+    out = _run(root, ["ls-files", "-z", "--modified", "--others", "--exclude-standard", "--",
+                      *pathspecs], extra_env=env)
+    return sorted({p for p in out.stdout.split("\0") if p})
+
+
+def _filter_sizes(root: Path, paths: Iterable[str], max_bytes: int) -> tuple[list[str], list[str]]:
+    """Split changed paths into those to hash and those too large to (never hashed)."""
+    keep: list[str] = []
+    skipped: list[str] = []
+    for rel in paths:
+        if rel.endswith("/"):
+            continue  # an untracked nested repository: not part of this repository's content
+        try:
+            st = os.lstat(root / rel)
+        except FileNotFoundError:
+            keep.append(rel)  # deleted: update-index --remove drops it
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
+            skipped.append(rel)
+        else:
+            keep.append(rel)
+    return keep, skipped
+
+
+def _advance(
+    root: Path,
+    ref: str,
+    tree: str,
+    head: str | None,
+    tip: _Commit | None,
+    message: str,
+    config: Mapping[str, list[str]],
+    options: SnapshotOptions,
+) -> tuple[str, bool]:
+    """Commit ``tree`` on top of the shadow tip and move the ref by compare-and-swap.
+
+    Returns (commit, reused). Concurrent runs race on the ref: a lost race re-reads the tip and
+    retries, so every snapshot lands in the chain. An unchanged tree on the same HEAD reuses the
+    tip instead of piling up identical commits.
+    """
+    env = _identity_env(config)
+    trailers = f"{SNAPSHOT_TRAILER}\n{HEAD_TRAILER}: {head or 'none'}\n"
+    body = f"{message.strip() or 'runlock snapshot'}\n\n{trailers}"
+    locked_until: float | None = None
+    for _ in range(_MAX_RACES):
+        if tip is not None and tip.tree == tree and tip.recorded_head == head:
+            return tip.sha, True
+        parents = [p for p in (tip.sha if tip else None, head) if p]
+        args = ["commit-tree", "--no-gpg-sign", tree]
+        for parent in parents:
+            args += ["-p", parent]
+        commit = _run(root, [*args, "-F", "-"], extra_env=env, input=body).stdout.strip()
+        old = tip.sha if tip else ""  # "" = the ref must not exist yet
+        out = _git(root, "update-ref", "-m", "runlock snapshot", ref, commit, old)
+        if out.ok:
+            return commit, False
+        if "File exists" in out.stderr:  # another process holds <ref>.lock: wait, bounded
+            locked_until = locked_until or time.monotonic() + options.lock_timeout_s
+            if time.monotonic() >= locked_until:
+                raise GitError(
+                    f"the snapshot branch {ref} stayed locked for {options.lock_timeout_s:g} s: "
+                    f"{out.stderr.strip().splitlines()[0]}",
+                    hint="if no git command is running, the lock is stale: remove the "
+                    "'.lock' file named above.",
+                )
+        elif not any(marker in out.stderr for marker in _RACE_MARKERS):
+            raise GitError(
+                f"cannot update the snapshot branch {ref}: {out.stderr.strip()}",
+                hint="configure another snapshot branch (SnapshotOptions.branch).",
+            )
+        # A lost race means another snapshot landed: re-read the tip and stack on top of it.
+        time.sleep(random.uniform(0, _POLL_S))  # jitter: racing processes spread out
+        (tip,) = _read_commits(root, [ref])
+        _check_owned(tip, ref.removeprefix("refs/heads/"))
+    raise GitError(f"gave up updating the snapshot branch {ref} after {_MAX_RACES} lost races.",
+                   hint="too many concurrent runs: retry, or give groups of runs their own branch.")
+
+
+def _identity_env(config: Mapping[str, list[str]]) -> dict[str, str]:
+    """commit-tree needs an identity: use the user's, else a neutral runlock one."""
+    if "user.name" in config and "user.email" in config:
+        return {}
+    return {k: v for k, v in _FALLBACK_IDENTITY.items() if k not in os.environ}
+
+
+def _blob_ids(root: Path, tree: str, files: Sequence[str]) -> dict[str, str | None]:
+    """Blob id in the snapshot of each file of interest (None when not in the snapshot)."""
+    if not files:
+        return {}
+    real_root = root.resolve()
+    rels: list[str] = []
+    for name in files:
+        p = Path(name)
+        rels.append(Path(os.path.relpath(p.resolve(), real_root)).as_posix() if p.is_absolute()
+                    else p.as_posix())
+    inside = [r for r in rels if r != ".." and not r.startswith("../")]  # git refuses others
+    if not inside:
+        return dict.fromkeys(sorted(rels))
+    out = _run(root, ["--literal-pathspecs", "ls-tree", "-r", "-z", "--full-tree", tree, "--",
+                      *inside])
+    found: dict[str, str] = {}
+    for entry in out.stdout.split("\0"):
+        meta, _, name = entry.partition("\t")
+        if name:
+            found[name] = meta.split()[2]
+    return {rel: found.get(rel) for rel in sorted(rels)}
+
+
+def _shortstat(root: Path, base_tree: str, tree: str) -> str:
+    if base_tree == tree:
+        return ""
+    return _run(root, ["diff", "--shortstat", base_tree, tree]).stdout.strip()
+
+
+def _run(
+    root: Path,
+    args: Sequence[str],
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    text: bool = True,
+    hint: str = "check the repository with 'git status' and 'git fsck'.",
+) -> _subprocess.Completed:
+    """Run git in ``root``; a failure becomes a GitError carrying git's own explanation."""
+    out = _subprocess.run(["git", *args], cwd=root, extra_env={**_BASE_ENV, **(extra_env or {})},
+                          input=input, text=text)
+    if not out.ok:
+        err = out.stderr if isinstance(out.stderr, str) else cast(bytes, out.stderr).decode(
+            "utf-8", "replace")
+        raise GitError(f"git {args[0]} failed in {root}: {err.strip()}", hint=hint)
+    return out
