@@ -47,18 +47,20 @@ def main() -> None:
     # an uncommitted edit: the next run's source snapshot records it (HEAD is untouched)
     text = (work / "train.py").read_text().replace("max_iter: int = 200", "max_iter: int = 300")
     (work / "train.py").write_text(text)
-    sweep = sh(py, "train.py", "C=0.01,0.1,1,10", "seed=0", "--sweep", "--jobs", "2", cwd=work, check=False)
-    if sweep.returncode != 0:  # sweeps not available in this build: run the points one by one
-        for c in ("0.01", "0.1", "1", "10"):
-            sh(py, "train.py", f"C={c}", "seed=0", cwd=work)
+    # a sweep: one run per point, two at a time
+    sh(py, "train.py", "C=0.01,0.1,1,10", "seed=0", "--sweep", "--jobs", "2", "-q", cwd=work)
+    # the same sweep again: every point is already done with this config and source
+    sh(py, "train.py", "C=0.01,0.1,1,10", "seed=0", "--sweep", "--jobs", "2", "-q", cwd=work)
+    # parallel tasks inside ONE run: each task sets the test split size
+    (work / "tasks.yaml").write_text("- 0.2\n- 0.3\n- 0.4\n- 0.5\n")
+    sh(py, "train.py", "--map", "tasks.yaml", "--map-key", "test_size", "--jobs", "2", "-q", cwd=work)
     sh(*runlock_cli, "ls", "train", "--columns", "C,accuracy", cwd=work)
-    ids = [line.split()[0] for line in sh(*runlock_cli, "ls", "train", "--json", cwd=work).stdout.splitlines()[:0]]
-    del ids
     import json
 
-    runs = json.loads(sh(*runlock_cli, "ls", "train", "--json", cwd=work).stdout)
-    first, last = runs[-1]["id"], runs[0]["id"]
-    sh(*runlock_cli, "diff", first, last, cwd=work)
+    runs = json.loads(sh(*runlock_cli, "ls", "train", "--json", "--status", "completed", cwd=work).stdout)
+    runs.sort(key=lambda r: r["id"])
+    first, last = runs[0]["id"], runs[-1]["id"]
+    sh(*runlock_cli, "diff", first, runs[1]["id"], cwd=work)
     sh(*runlock_cli, "show", last, cwd=work)
     sh("git", "log", "--oneline", "-3", "runlock/snapshots", cwd=work, check=False)
     sh("git", "status", "--short", cwd=work)

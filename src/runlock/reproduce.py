@@ -1,0 +1,378 @@
+"""``runlock reproduce RUN``: re-run a stage from its recorded source, config and seed, and say
+whether it produced the same outputs, file by file.
+
+Steps: check the environment against the lock (optional) -> make sure the upstream runs are here
+(pulling them from the store if needed) and the data inputs still match their recorded hashes
+-> check the source snapshot out into a temporary ``git worktree add --detach`` (the user's
+working tree is never touched) -> in a fresh interpreter with that worktree first on
+``sys.path``, import the recorded module, get the stage by its qualified name and call
+``stage.invoke(config, extra_lock={"reproduces": RUN}, ...)`` -> compare output hashes and
+result -> remove the worktree.
+
+A subprocess, not an import here, so that the snapshot's modules never mix with the versions
+already imported in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import _subprocess
+from .errors import DataError, GitError, LineageError, RemoteError, RunlockError, UsageError
+from .lockfile import load_lock
+from .remote import (
+    LocalRun,
+    _git,
+    _repo_root,
+    fetch_snapshots,
+    find_local_run,
+    has_commit,
+    local_lineage,
+    resolve_code_remote,
+    snapshot_commit,
+    verify_run_data,
+)
+from .rundir import CONFIG_NAME, LOCK_NAME, LOG_NAME, RESULT_JSON, RESULT_PKL, STATE_DIR
+from .settings import results_root
+
+logger = logging.getLogger("runlock")
+
+#: files whose content legitimately differs between two runs of the same code (paths, times)
+NOT_COMPARED = frozenset({LOCK_NAME, CONFIG_NAME, LOG_NAME})
+_RESULT_FILES = frozenset({RESULT_JSON, RESULT_PKL})
+
+
+# --------------------------------------------------------------------------- environment
+
+
+@dataclass(frozen=True)
+class PackageDiff:
+    name: str
+    recorded: str | None
+    current: str | None
+
+
+def package_differences(lock: dict[str, Any], path: list[str] | None = None) -> list[PackageDiff]:
+    """Packages whose installed version differs from the lock's ``packages`` (missing/extra too)."""
+    from .packages import inventory, normalize_name
+
+    recorded = {normalize_name(k): str(v) for k, v in (lock.get("packages") or {}).items()}
+    current = {normalize_name(k): str(v) for k, v in inventory(path)[0].items()}
+    out = []
+    for name in sorted(set(recorded) | set(current)):
+        a, b = recorded.get(name), current.get(name)
+        if a != b:
+            out.append(PackageDiff(name, a, b))
+    return out
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def verify_inputs(run: LocalRun, *, root: Path, remote: str | None = None,
+                  pull_missing: bool = True) -> list[str]:
+    """Check that the run's inputs are here and unchanged; returns what was pulled.
+
+    Upstream runs missing locally are pulled from the store (when one is configured); each
+    upstream must still match its recorded outputs, and each ``data`` input its recorded hash.
+    """
+    pulled: list[str] = []
+    try:
+        lineage = local_lineage(run, root)
+    except LineageError:
+        if not pull_missing:
+            raise
+        from .remote import pull
+
+        try:
+            report = pull(run.id, remote=remote, root=root)
+        except (RemoteError, UsageError) as exc:
+            raise LineageError(
+                f"Upstream runs of {run.id} are missing here and could not be pulled: {exc}"
+            ) from exc
+        pulled = [m.id for m in report.runs if m.action != "present"]
+        lineage = local_lineage(run, root)
+    for up in lineage[1:]:
+        bad = verify_run_data(up.path, up.lock)
+        if bad:
+            raise DataError(
+                f"Upstream run {up.id} ({up.path}) no longer matches its recorded outputs: "
+                f"{', '.join(bad[:10])}.",
+                hint="restore it (runlock pull --force ID) before reproducing",
+            )
+    from .hashing import hash_path
+
+    for label, entry in sorted((run.lock.get("data") or {}).items()):
+        if not isinstance(entry, dict) or not entry.get("hash") or not entry.get("path"):
+            continue
+        path = str(entry["path"])
+        try:
+            now = hash_path(path, match=entry.get("match"), ignore=entry.get("ignore"))
+        except DataError as exc:
+            raise DataError(f"Data input {label!r} ({path}) of run {run.id}: {exc.message}") from exc
+        if now["hash"] != entry["hash"]:
+            raise DataError(
+                f"Data input {label!r} ({path}) of run {run.id} no longer matches its recorded "
+                f"hash ({entry['hash']} recorded, {now['hash']} now).",
+                hint="restore the data the run used; reproducing on other data proves nothing",
+            )
+    return pulled
+
+
+# --------------------------------------------------------------------------- source checkout
+
+
+@contextmanager
+def snapshot_worktree(repo: Path, commit: str) -> Iterator[Path]:
+    """A detached temporary worktree at ``commit``, removed afterwards (even on errors)."""
+    tmp = Path(tempfile.mkdtemp(prefix="runlock-reproduce-"))
+    wt = tmp / "src"
+    proc = _git(repo, "worktree", "add", "--detach", "--quiet", str(wt), commit)
+    if not proc.ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise GitError(f"Cannot check out snapshot {commit} of {repo}: {proc.stderr.strip()}")
+    try:
+        yield wt
+    finally:
+        _git(repo, "worktree", "remove", "--force", str(wt))
+        shutil.rmtree(tmp, ignore_errors=True)
+        _git(repo, "worktree", "prune")
+
+
+def _import_spec(lock: dict[str, Any], worktree: Path) -> dict[str, Any]:
+    """Where the stage lives inside the worktree: module, file, sys.path entries, qualname."""
+    fn = lock.get("function") or {}
+    g = lock.get("git") or {}
+    module, qualname, source = fn.get("module"), fn.get("qualname"), fn.get("source_file")
+    if not module or not qualname or not source:
+        raise UsageError(f"The lock of run {lock.get('id')} does not record its function "
+                         "(function.module / qualname / source_file).")
+    src = Path(str(source))
+    if src.is_absolute():
+        try:
+            src = src.relative_to(str(g.get("root")))
+        except ValueError:
+            raise UsageError(
+                f"The stage of run {lock.get('id')} lives outside its git repository "
+                f"({source}); its source is not in the snapshot.",
+            ) from None
+    file = worktree / src
+    if not file.is_file():
+        raise GitError(f"{src} is not in the source snapshot of run {lock.get('id')}.")
+    paths = [str(worktree)]
+    if module != "__main__":
+        parts = str(module).split(".")
+        depth = len(parts) if file.name == "__init__.py" else len(parts) - 1
+        if depth < len(file.parents):
+            paths.insert(0, str(file.parents[depth]))
+    return {"module": module, "qualname": qualname, "file": str(file), "sys_path": paths,
+            "worktree": str(worktree)}
+
+
+# The child: import the stage from the worktree and invoke it with the recorded config.
+_DRIVER = r"""
+import importlib, importlib.util, json, sys, traceback
+spec = json.load(open(sys.argv[1]))
+sys.path[:0] = spec["sys_path"]
+out = {}
+try:
+    if spec["module"] == "__main__":
+        s = importlib.util.spec_from_file_location("__runlock_reproduce__", spec["file"])
+        mod = importlib.util.module_from_spec(s)
+        sys.modules[s.name] = mod
+        s.loader.exec_module(mod)
+    else:
+        mod = importlib.import_module(spec["module"])
+    out["module_file"] = getattr(mod, "__file__", None)
+    obj = mod
+    for part in spec["qualname"].split("."):
+        obj = getattr(obj, part)
+    if not hasattr(obj, "invoke"):
+        raise TypeError(f"{spec['module']}.{spec['qualname']} is not a runlock stage (no .invoke)")
+    kw = {"extra_lock": spec["extra_lock"]}
+    if spec.get("save_dir"):
+        kw["save_dir"] = spec["save_dir"]
+    outcome = obj.invoke(spec["config"], **kw)
+    out["run_dir"] = str(outcome.run_dir)
+    err = getattr(outcome, "error", None)
+    out["error"] = None if err is None else f"{type(err).__name__}: {err}"
+except BaseException as exc:
+    out["failed"] = "".join(traceback.format_exception(exc))
+json.dump(out, open(spec["out"], "w"))
+"""
+
+
+def _run_stage(spec: dict[str, Any], *, cwd: Path, root: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="runlock-reproduce-") as d:
+        spec_file, out_file = Path(d, "spec.json"), Path(d, "out.json")
+        spec = {**spec, "out": str(out_file)}
+        spec_file.write_text(json.dumps(spec, default=str))
+        proc = _subprocess.run(
+            [sys.executable, "-c", _DRIVER, str(spec_file)],
+            cwd=cwd,
+            extra_env={"RUNLOCK_RESULTS": str(root), "PYTHONNOUSERSITE": "1"},
+        )
+        try:
+            out: dict[str, Any] = json.loads(out_file.read_text())
+        except (OSError, ValueError):
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+            raise RunlockError(f"The reproduction process died (exit {proc.returncode}):\n{tail}") from None
+    if "failed" in out:
+        raise RunlockError(f"Could not start the stage from the snapshot:\n{out['failed'].strip()}")
+    return out
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    path: str
+    status: str  # same | differs | missing (not produced again) | added (new only) | ignored
+    recorded: str | None = None
+    reproduced: str | None = None
+
+
+@dataclass
+class Reproduction:
+    """What ``reproduce`` found. ``ok``: every compared output and the result are identical."""
+
+    run_id: str
+    run_dir: Path
+    new_run_dir: Path | None = None
+    commit: str | None = None
+    packages: list[PackageDiff] = field(default_factory=list)
+    pulled: list[str] = field(default_factory=list)
+    files: list[FileCheck] = field(default_factory=list)
+    result_match: bool | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def outputs_match(self) -> bool | None:
+        compared = [f for f in self.files if f.status != "ignored"]
+        if not compared:
+            return None
+        return all(f.status == "same" for f in compared)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.outputs_match is not False and self.result_match is not False
+
+
+def compare_outputs(recorded: dict[str, Any], reproduced: dict[str, Any]) -> list[FileCheck]:
+    """File-by-file comparison of two ``outputs`` manifests ({relpath: hash}), sorted."""
+    a: dict[str, str] = dict(recorded.get("files") or {})
+    b: dict[str, str] = dict(reproduced.get("files") or {})
+    out = []
+    for rel in sorted(set(a) | set(b)):
+        first = rel.split("/", 1)[0]
+        if rel in NOT_COMPARED or first == STATE_DIR:
+            out.append(FileCheck(rel, "ignored", a.get(rel), b.get(rel)))
+        elif rel not in b:
+            out.append(FileCheck(rel, "missing", a[rel], None))
+        elif rel not in a:
+            out.append(FileCheck(rel, "added", None, b[rel]))
+        else:
+            out.append(FileCheck(rel, "same" if a[rel] == b[rel] else "differs", a[rel], b[rel]))
+    return out
+
+
+def _result_match(old: dict[str, Any], new: dict[str, Any], old_dir: Path,
+                  new_dir: Path) -> bool | None:
+    """Same result: the values in the locks when both hold one, else the result files' bytes."""
+    ra, rb = old.get("result") or {}, new.get("result") or {}
+    if "value" in ra and "value" in rb:
+        return bool(ra["value"] == rb["value"])
+    from .hashing import hash_path
+
+    for name in sorted(_RESULT_FILES):
+        a, b = old_dir / name, new_dir / name
+        if a.is_file() or b.is_file():
+            if not (a.is_file() and b.is_file()):
+                return False
+            return bool(hash_path(a)["hash"] == hash_path(b)["hash"])
+    return None if not (ra or rb) else ra == rb
+
+
+def _new_dir_template(run: LocalRun) -> str:
+    """Next to the original: ``<name>-repro-<UTC time>`` (the run dir makes it unique)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    parent = run.path.parent if run.path.parent.exists() else results_root() / run.stage
+    return str(parent / f"{run.path.name}-repro-{stamp}")
+
+
+def reproduce(
+    run: str | os.PathLike[str],
+    *,
+    root: Path | None = None,
+    remote: str | None = None,
+    code_remote: str | None = None,
+    check_env: bool = False,
+    pull_missing: bool = True,
+    save_dir: str | None = None,
+) -> Reproduction:
+    """Re-run RUN from its source snapshot with its recorded config (seed included) into a new
+    run directory whose lock says ``reproduces: RUN``, and compare the outputs file by file."""
+    root = results_root(root)
+    target = find_local_run(run, root)
+    lock = target.lock
+    rep = Reproduction(target.id, target.path)
+    if check_env:
+        rep.packages = package_differences(lock)
+    rep.pulled = verify_inputs(target, root=root, remote=remote, pull_missing=pull_missing)
+
+    commit = snapshot_commit(lock)
+    if commit is None:
+        raise GitError(f"Run {target.id} records no source snapshot (git.snapshot.commit); "
+                       "it cannot be re-run from its code.")
+    rep.commit = commit
+    g = lock.get("git") or {}
+    repo = _repo_root(Path.cwd()) or _repo_root(Path(str(g.get("root") or "")))
+    if repo is None:
+        raise GitError("Not in a git repository: run reproduce from a clone of the project.")
+    if not has_commit(repo, commit):
+        fetch_snapshots(repo, resolve_code_remote(code_remote, start=repo), {target.id: commit})
+
+    config = dict(lock.get("config") or {})
+    dir_keys = [k for k, v in config.items() if isinstance(v, str) and lock.get("run_dir")
+                and v.rstrip("/") == str(lock["run_dir"]).rstrip("/")]
+    new_dir = save_dir or _new_dir_template(target)
+    spec_save_dir: str | None = new_dir
+    for k in dir_keys:  # the stage reads its dir from the config: point that key at the new dir
+        config[k] = new_dir
+        spec_save_dir = None
+    with snapshot_worktree(repo, commit) as wt:
+        spec = _import_spec(lock, wt)
+        spec.update(config=config, extra_lock={"reproduces": target.id}, save_dir=spec_save_dir)
+        out = _run_stage(spec, cwd=Path.cwd(), root=root)
+        mf = out.get("module_file")
+        if mf and not Path(mf).resolve().is_relative_to(wt.resolve()):
+            rep.notes.append(f"the stage was imported from {mf}, not from the snapshot")
+    rep.new_run_dir = Path(out["run_dir"])
+    rep.error = out.get("error")
+    new_lock = load_lock(rep.new_run_dir)
+    from .hashing import hash_outputs
+
+    recorded = lock.get("outputs") or {}
+    if recorded.get("files") is None:
+        rep.notes.append("the original run recorded no output hashes: compared with its files "
+                         "as they are now")
+        recorded = hash_outputs(target.path, exclude=[LOCK_NAME])
+    reproduced = new_lock.get("outputs") or {}
+    if reproduced.get("files") is None or reproduced.get("exclude") != recorded.get("exclude"):
+        reproduced = hash_outputs(rep.new_run_dir, exclude=recorded.get("exclude") or [LOCK_NAME])
+    rep.files = compare_outputs(recorded, reproduced)
+    rep.result_match = _result_match(lock, new_lock, target.path, rep.new_run_dir)
+    return rep
