@@ -437,7 +437,7 @@ class ActiveRun:
         logger.info("run %s of stage %s in %s", run_id, options.name, rd.path)
         if seed is not None:
             run.seeded = seeding.apply_seed(int(seed))
-        run._metrics_token = _activate_metrics(rd.path)
+        run._metrics_token = _activate_metrics(rd.path, lock, ctx.results_root)
         _ACTIVE.append(run)
         return run
 
@@ -499,6 +499,7 @@ class ActiveRun:
                     "duration_s": round((end - ctx.start).total_seconds(), 6),
                 },
             )
+        _finish_tracking(self._metrics_token, lock)
         self.outcome = Outcome(ctx.run_id, rd.path, status, value, error, tb_text, {}, lock)
         return self.outcome
 
@@ -570,14 +571,21 @@ def _unresolved(cfg: DictConfig) -> dict[str, Any]:
     return out if isinstance(out, dict) else {}
 
 
-def _activate_metrics(run_dir: Path) -> Any:
-    """Route ``runlock.log_metrics`` to this run (metrics.jsonl, MLflow forwarding)."""
-    try:
-        from .tracking import metrics
-    except ImportError:
-        return None
-    activate = getattr(metrics, "activate_for_run", None)
-    return activate(run_dir) if activate else None
+def _activate_metrics(run_dir: Path, lock: dict[str, Any], root: Path) -> Any:
+    """Route ``runlock.log_metrics`` to this run (metrics.jsonl, tracker forwarding)."""
+    from .tracking import metrics
+
+    return metrics.activate_for_run(run_dir, lock, root=root)
+
+
+def _finish_tracking(token: Any, lock: dict[str, Any]) -> None:
+    """The final lock is written: let the tracker (MLflow) log it; problems are only logged."""
+    if token is None:
+        return
+    from .tracking import metrics
+
+    for warning in metrics.finish_for_run(token, lock):
+        logger.warning("%s", warning)
 
 
 def _deactivate_metrics(token: Any) -> list[str]:
