@@ -425,6 +425,7 @@ class ActiveRun:
                     lock[c.key] = section
             except Exception as exc:  # noqa: BLE001 - a collector never fails the run
                 if getattr(exc, "fatal", False):
+                    _write_failed_at_start(rd, lock, ctx, exc)
                     raise
                 ctx.warnings.append(f"{c.key}: {type(exc).__name__}: {exc}")
         writer = LockWriter(rd.lock, lock)
@@ -562,6 +563,25 @@ def _user_frames(tb: Any) -> Any:
     while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next
     return tb
+
+
+def _write_failed_at_start(rd: RunDir, lock: dict[str, Any], ctx: RunContext, error: BaseException) -> None:
+    """A fatal collector error (e.g. a missing data input) stops the run before the stage
+    function is called. Its directory exists already: leave a final lock saying why."""
+    end = datetime.now().astimezone()
+    lock.update(
+        status="failed",
+        heartbeat=_iso(end),
+        timing={"start": _iso(ctx.start), "end": _iso(end), "duration_s": round((end - ctx.start).total_seconds(), 6)},
+        error={
+            "type": f"{type(error).__module__}.{type(error).__qualname__}",
+            "message": str(error),
+            "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+        },
+    )
+    if ctx.warnings:
+        lock["warnings"] = list(ctx.warnings)
+    lockfile.dump_lock(lock, rd.lock)
 
 
 def _unresolved(cfg: DictConfig) -> dict[str, Any]:
