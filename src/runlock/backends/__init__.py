@@ -1,0 +1,24 @@
+"""Execution backends: one small submit protocol, registered by name (like joblib's backends).
+
+Backends know nothing of runs or tasks: they call ``fn(chunk)`` for each chunk, somewhere.
+"""
+
+from runlock.backends.base import (
+    DEADLINE_ENV,
+    Backend,
+    RequeueRequest,
+    available_backends,
+    get_backend,
+    register_backend,
+    worker_deadline,
+)
+
+__all__ = [
+    "DEADLINE_ENV",
+    "Backend",
+    "RequeueRequest",
+    "available_backends",
+    "get_backend",
+    "register_backend",
+    "worker_deadline",
+]
