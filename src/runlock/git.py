@@ -44,8 +44,9 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -572,3 +573,54 @@ def _run(
             "utf-8", "replace")
         raise GitError(f"git {args[0]} failed in {root}: {err.strip()}", hint=hint)
     return out
+
+
+# --------------------------------------------------------------------------- code remotes, worktrees
+# Used by push/pull (refs under refs/runlock/runs/ on a code remote) and reproduce (a detached
+# worktree of a snapshot). Network commands never prompt for credentials.
+_REMOTE_ENV = {"GIT_TERMINAL_PROMPT": "0"}
+
+
+def has_commit(repo: Path, commit: str) -> bool:
+    """True when ``commit`` exists in ``repo``'s object store."""
+    return _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").ok
+
+
+def update_ref(repo: Path, ref: str, commit: str) -> None:
+    _run(repo, ["update-ref", ref, commit])
+
+
+def push_refs(repo: Path, remote: str, refspecs: Sequence[str]) -> _subprocess.Completed:
+    """``git push REMOTE REFSPEC...`` without hooks or prompts; the caller judges the result."""
+    return _subprocess.run(
+        ["git", "push", "--quiet", "--no-verify", remote, *refspecs],
+        cwd=repo,
+        extra_env={**_BASE_ENV, **_REMOTE_ENV},
+    )
+
+
+def fetch_refs(repo: Path, remote: str, refspecs: Sequence[str]) -> _subprocess.Completed:
+    """``git fetch REMOTE REFSPEC...`` without tags or prompts; the caller judges the result."""
+    return _subprocess.run(
+        ["git", "fetch", "--quiet", "--no-tags", remote, *refspecs],
+        cwd=repo,
+        extra_env={**_BASE_ENV, **_REMOTE_ENV},
+    )
+
+
+@contextmanager
+def detached_worktree(repo: Path, commit: str) -> Iterator[Path]:
+    """A temporary detached worktree at ``commit`` (the user's work tree untouched), removed
+    afterwards, also on errors."""
+    tmp = Path(tempfile.mkdtemp(prefix="runlock-worktree-"))
+    wt = tmp / "src"
+    out = _git(repo, "worktree", "add", "--detach", "--quiet", str(wt), commit)
+    if not out.ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise GitError(f"Cannot check out snapshot {commit} of {repo}: {out.stderr.strip()}")
+    try:
+        yield wt
+    finally:
+        _git(repo, "worktree", "remove", "--force", str(wt))
+        shutil.rmtree(tmp, ignore_errors=True)
+        _git(repo, "worktree", "prune")

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import _subprocess, rclone
+from . import git, rclone
 from .errors import (
     AmbiguousRunError,
     DataError,
@@ -347,25 +347,14 @@ def store_lineage(index: dict[str, StoreEntry], ref: str, remote: str) -> list[S
 
 
 # --------------------------------------------------------------------------- git (code remote)
-# These few git calls belong in runlock.git (the git owner); they live here until it offers
-# them, and still go through runlock._subprocess.
-
-
-def _git(repo: Path, *args: str) -> _subprocess.Completed:
-    try:
-        return _subprocess.run(["git", *args], cwd=repo, extra_env={"GIT_TERMINAL_PROMPT": "0"})
-    except _subprocess.CommandNotFound as exc:
-        raise RemoteError("git is not installed.", hint="apt-get install git") from exc
 
 
 def _repo_root(path: Path) -> Path | None:
-    from .git import repo_root
-
-    return repo_root(path) if path.exists() else None
+    return git.repo_root(path) if path.exists() else None
 
 
 def has_commit(repo: Path, commit: str) -> bool:
-    return _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").ok
+    return git.has_commit(repo, commit)
 
 
 def push_snapshots(repo: Path, code_remote: str, commits: dict[str, str]) -> list[str]:
@@ -379,7 +368,7 @@ def push_snapshots(repo: Path, code_remote: str, commits: dict[str, str]) -> lis
                 hint="push from the machine (repository) where the run was made",
             )
     refs = [f"{c}:{REF_PREFIX}{rid}" for rid, c in sorted(commits.items())]
-    proc = _git(repo, "push", "--quiet", "--no-verify", code_remote, *refs)
+    proc = git.push_refs(repo, code_remote, refs)
     if not proc.ok:
         raise RemoteError(
             rclone.redact(
@@ -396,11 +385,11 @@ def fetch_snapshots(repo: Path, code_remote: str, commits: dict[str, str]) -> li
     want = {rid: c for rid, c in commits.items() if not has_commit(repo, c)}
     have = {rid: c for rid, c in commits.items() if rid not in want}
     for rid, c in have.items():  # keep a ref so `git gc` never drops a local snapshot
-        _git(repo, "update-ref", f"{REF_PREFIX}{rid}", c)
+        git.update_ref(repo, f"{REF_PREFIX}{rid}", c)
     if not want:
         return []
     refs = [f"+{REF_PREFIX}{rid}:{REF_PREFIX}{rid}" for rid in sorted(want)]
-    proc = _git(repo, "fetch", "--quiet", "--no-tags", code_remote, *refs)
+    proc = git.fetch_refs(repo, code_remote, refs)
     if not proc.ok:
         missing = ", ".join(f"{rid} ({c[:12]})" for rid, c in sorted(want.items()))
         raise RemoteError(
@@ -749,7 +738,7 @@ def remove_remote(
             name = resolve_code_remote(code_remote, start=repo)
             refs = [f":{REF_PREFIX}{e.id}" for e in doomed if e.commit]
             if refs:
-                proc = _git(repo, "push", "--quiet", "--no-verify", name, *refs)
+                proc = git.push_refs(repo, name, refs)
                 if not proc.ok:
                     logger.warning(
                         "could not delete snapshot refs on %s: %s",

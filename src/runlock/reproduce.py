@@ -18,22 +18,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import _subprocess
+from . import _subprocess, git
 from .errors import DataError, GitError, LineageError, RemoteError, RunlockError, UsageError
 from .lockfile import load_lock
 from .remote import (
     LocalRun,
-    _git,
     _repo_root,
     fetch_snapshots,
     find_local_run,
@@ -133,21 +129,9 @@ def verify_inputs(run: LocalRun, *, root: Path, remote: str | None = None,
 # --------------------------------------------------------------------------- source checkout
 
 
-@contextmanager
-def snapshot_worktree(repo: Path, commit: str) -> Iterator[Path]:
+def snapshot_worktree(repo: Path, commit: str) -> Any:
     """A detached temporary worktree at ``commit``, removed afterwards (even on errors)."""
-    tmp = Path(tempfile.mkdtemp(prefix="runlock-reproduce-"))
-    wt = tmp / "src"
-    proc = _git(repo, "worktree", "add", "--detach", "--quiet", str(wt), commit)
-    if not proc.ok:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise GitError(f"Cannot check out snapshot {commit} of {repo}: {proc.stderr.strip()}")
-    try:
-        yield wt
-    finally:
-        _git(repo, "worktree", "remove", "--force", str(wt))
-        shutil.rmtree(tmp, ignore_errors=True)
-        _git(repo, "worktree", "prune")
+    return git.detached_worktree(repo, commit)
 
 
 def _import_spec(lock: dict[str, Any], worktree: Path) -> dict[str, Any]:
