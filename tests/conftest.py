@@ -20,6 +20,9 @@ for _k, _v in {
 }.items():
     os.environ.setdefault(_k, _v)
 
+# Fixtures for the real components, one plugin module each.
+pytest_plugins = ["conftest_rclone", "conftest_slurm", "conftest_mlflow"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

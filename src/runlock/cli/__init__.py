@@ -14,23 +14,38 @@ from collections.abc import Sequence
 
 from ..errors import RunlockError
 
-#: sub-command modules, in the order ``runlock --help`` lists them
-COMMANDS: tuple[str, ...] = (
-    "ls",
-    "show",
-    "diff",
-    "compare",
-    "rm",
-    "lineage",
-    "mlflow_cmd",
-    "push",
-    "pull",
-    "remote",
-    "reproduce",
-)
+#: sub-command -> (module, one-line help), in the order ``runlock --help`` lists them. Only the
+#: module of the sub-command being run is imported (each costs a few ms to import and build).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ls": ("ls", "list runs"),
+    "show": ("show", "show one run"),
+    "diff": ("diff", "what differs between two runs"),
+    "compare": ("compare", "config keys that vary across runs, next to their results"),
+    "rm": ("rm", "delete runs"),
+    "lineage": ("lineage", "tree of upstream runs"),
+    "mlflow": ("mlflow_cmd", "log runs to MLflow"),
+    "push": ("push", "send a run and its upstream runs to the shared store (rclone) and their code to git"),
+    "pull": ("pull", "bring a run and its upstream runs back from the shared store"),
+    "remote": ("remote", "list or delete runs on the shared store"),
+    "reproduce": ("reproduce", "re-run a run from its source snapshot, config and seed; compare the outputs"),
+}
+_GLOBAL_WITH_VALUE = {"--root"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _selected_command(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (skipping global options), if any."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runlock",
         description="Reproducible, browsable ML experiment runs.",
@@ -39,19 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("-q", "--quiet", action="count", default=0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # sub-command not built in this version
-            raise
-        module.add_parser(sub)
+    selected = _selected_command(argv) if argv is not None else None
+    for name, (module_name, help_) in COMMANDS.items():
+        if argv is None or name == selected:
+            importlib.import_module(f"{__name__}.{module_name}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -1,0 +1,45 @@
+"""``runlock compare RUN...``: the config keys that vary across runs, next to their results."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .ls import add_root_argument, header_names, root_of
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "compare",
+        help="config keys that vary across runs, next to their results",
+        description="A table of the selected runs: the config keys whose values differ between "
+        "them, then every result field. RUN is an id, a unique id prefix or a path.",
+    )
+    p.add_argument("run_refs", nargs="+", metavar="RUN")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    add_root_argument(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..render import fmt_value, print_json, print_table
+    from ..resolve import resolve_runs
+
+    records = resolve_runs(args.run_refs, root_of(args))
+    config_keys = records.varying_config_keys()
+    result_keys = records.keys("result")
+    keys = config_keys + result_keys
+    if args.json:
+        print_json({
+            "varying_config": config_keys,
+            "results": result_keys,
+            "runs": [{"id": r.id, "stage": r.stage, "status": r.status, "dir": str(r.dir),
+                      **{k: r.params.get(k) for k in keys}} for r in records],
+        })  # fmt: skip
+        return 0
+    rows = [[r.id, r.stage, r.status, *(fmt_value(r.params.get(k)) for k in keys)] for r in records]
+    print_table(["id", "stage", "status", *header_names(keys)], rows, status_column=2)
+    if len(records) > 1 and not config_keys:
+        print("(the runs have identical configs)")
+    return 0

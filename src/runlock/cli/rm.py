@@ -1,0 +1,180 @@
+"""``runlock rm``: delete runs chosen by RUN references or filters, after confirmation.
+
+Safety rules: never anything outside the results root (symlinks resolved first), never a run
+whose process is alive, never without a "y" on a terminal or ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .ls import add_filter_arguments, add_root_argument, root_of, select_from_args, warn_broken
+
+if TYPE_CHECKING:
+    from ..query import RunRecord
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "rm",
+        help="delete runs",
+        description="Delete runs given as RUN ids/prefixes/paths, or every run matching the "
+        "filters. Lists what will go and asks first; --force skips the question (needed when "
+        "stdin is not a terminal).",
+    )
+    p.add_argument("run_refs", nargs="*", metavar="RUN")
+    add_filter_arguments(p, stage_option=True)
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.add_argument("-n", "--dry-run", action="store_true", help="only list what would be deleted")
+    p.add_argument(
+        "--keep-snapshots",
+        action="store_true",
+        help="keep the git snapshot branch even when no remaining run uses it",
+    )
+    add_root_argument(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _has_filters(args: argparse.Namespace) -> bool:
+    return bool(args.stage or args.status or args.since or args.where)
+
+
+def check_inside(records: Sequence[RunRecord], root: Path) -> None:
+    """Refuse (deleting nothing) when any run directory resolves outside the results root."""
+    from ..errors import UsageError
+
+    root_real = root.resolve()
+    outside = []
+    for r in records:
+        real = r.dir.resolve()
+        if real == root_real or not real.is_relative_to(root_real):
+            outside.append(f"{r.dir}" + (f" (-> {real})" if real != r.dir else ""))
+    if outside:
+        raise UsageError(
+            f"Refusing to delete {len(outside)} run director{'y' if len(outside) == 1 else 'ies'} "
+            f"outside the results root {root_real}:\n    " + "\n    ".join(outside),
+            hint="runlock rm only deletes runs under the results root; pass --root, or delete "
+            "the directory yourself.",
+        )
+
+
+def _confirm(count: int) -> bool:
+    from ..errors import RunlockError
+
+    if not sys.stdin or not sys.stdin.isatty():
+        raise RunlockError(
+            f"Refusing to delete {count} run{'s' if count != 1 else ''} without confirmation: "
+            "stdin is not a terminal.",
+            hint="re-run with --force to delete without asking (or --dry-run to only list).",
+        )
+    try:
+        answer = input(f"Delete {count} run{'s' if count != 1 else ''}? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _delete(record: RunRecord) -> None:
+    """Remove the run directory; a symlinked run dir loses its target (checked inside) and link."""
+    import shutil
+
+    real = record.dir.resolve()
+    shutil.rmtree(real)
+    if record.dir.is_symlink():
+        record.dir.unlink()
+
+
+def _drop_unused_snapshots(deleted: Sequence[RunRecord], root: Path) -> list[str]:
+    """Delete shadow branches no remaining run under ``root`` uses; returns what was removed."""
+    from .. import git as git_mod
+    from ..errors import RunlockError
+    from ..index import RunIndex
+
+    delete_ref = getattr(git_mod, "delete_snapshot_ref", None)
+    refs = {(r.git_root, r.snapshot_ref) for r in deleted if r.git_root and r.snapshot_ref}
+    if not refs or delete_ref is None:
+        return []
+    removed = []
+    with RunIndex(root) as idx:
+        idx.refresh()
+        for git_root, ref in sorted(refs, key=str):
+            assert git_root is not None and ref is not None
+            if idx.snapshot_ref_users(git_root, ref) or not Path(git_root).is_dir():
+                continue
+            try:
+                if delete_ref(Path(git_root), ref):
+                    removed.append(f"{ref} in {git_root}")
+            except (RunlockError, OSError) as exc:
+                print(
+                    f"runlock: warning: could not delete {ref} in {git_root}: {exc}",
+                    file=sys.stderr,
+                )
+    return removed
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
+    from ..index import RunIndex
+    from ..render import fmt_time, print_table
+    from ..resolve import resolve_runs
+
+    root = root_of(args)
+    if args.run_refs and _has_filters(args):
+        raise UsageError(
+            "Give RUN references or filters (--stage/--status/--since/--where), not both."
+        )
+    if args.run_refs:
+        records = list(resolve_runs(args.run_refs, root))
+    elif _has_filters(args):
+        found, broken = select_from_args(args)
+        warn_broken(broken)
+        records = list(found)
+    else:
+        raise UsageError(
+            "Nothing selected: refusing to delete every run.",
+            hint="name runs (ids, prefixes, paths) or filter them: --stage, --status, --since, "
+            "--where.",
+        )
+    check_inside(records, root)
+    live = [r for r in records if r.status == "running"]
+    if live:
+        names = ", ".join(r.id for r in live)
+        print(f"runlock: skipping {len(live)} run(s) still running: {names}",
+              file=sys.stderr)  # fmt: skip
+        records = [r for r in records if r.status != "running"]
+    if not records:
+        print("runlock: no runs to delete", file=sys.stderr)
+        return 0
+    print_table(
+        ["id", "stage", "status", "start", "dir"],
+        [[r.id, r.stage, r.status, fmt_time(r.start), str(r.dir)] for r in records],
+        status_column=2,
+    )
+    if args.dry_run:
+        print(f"(dry run: {len(records)} run(s) would be deleted)")
+        return 0
+    if not args.force and not _confirm(len(records)):
+        print("runlock: nothing deleted", file=sys.stderr)
+        return 1
+    deleted, failed = [], []
+    for r in records:
+        try:
+            _delete(r)
+            deleted.append(r)
+        except OSError as exc:
+            failed.append(f"{r.dir}: {exc}")
+    with RunIndex(root) as idx:
+        idx.forget(str(r.lock_path) for r in deleted)
+    print(f"deleted {len(deleted)} run(s)")
+    if not args.keep_snapshots:
+        for ref in _drop_unused_snapshots(deleted, root):
+            print(f"deleted the snapshot branch {ref} (no remaining run uses it)")
+    if failed:
+        print("runlock: error: could not delete:\n    " + "\n    ".join(failed), file=sys.stderr)
+        return 1
+    return 0

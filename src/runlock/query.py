@@ -1,0 +1,388 @@
+"""``runlock.runs(...)``: the Python API for finding runs (the CLI's ls/rm use it too).
+
+Reads lock files only (through the index), never the live environment, except for one thing a
+lock cannot say about itself: whether a ``running`` run's process is still alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import cache, cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import MissingDependencyError, UsageError
+from .filters import Condition, parse_since, parse_statuses, parse_where_all, split_key
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    import pandas  # type: ignore[import-untyped,unused-ignore]
+
+#: A ``running`` lock whose heartbeat is older than this is shown as ``crashed``.
+HEARTBEAT_STALE_S = 120.0
+_MISSING = object()
+#: Columns every listing has, in this order; others are config/result keys.
+BUILTIN_KEYS = ("id", "stage", "status", "start", "duration", "commit", "dir")
+
+
+@cache
+def _this_host() -> str:
+    import socket  # only when a running run must be judged
+
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def effective_status(
+    status: str,
+    *,
+    pid: int | None,
+    hostname: str | None,
+    heartbeat_ts: float | None,
+    now_ts: float | None = None,
+    this_host: str | None = None,
+) -> str:
+    """``crashed`` for a ``running`` lock whose process died without finalising the lock.
+
+    Dead when the heartbeat is stale, or when the run is on this host and its pid is gone; a run
+    on another host with no heartbeat cannot be judged and stays ``running``.
+    """
+    if status != "running":
+        return status
+    now_ts = time.time() if now_ts is None else now_ts
+    if heartbeat_ts is not None and now_ts - heartbeat_ts > HEARTBEAT_STALE_S:
+        return "crashed"
+    host = this_host or _this_host()
+    if pid and hostname and hostname == host and not pid_alive(pid):
+        return "crashed"
+    return "running"
+
+
+@dataclass(frozen=True, eq=False)
+class RunRecord:
+    """One run as listed: cheap fields from the index, the full lock loaded on first access."""
+
+    id: str
+    stage: str
+    status: str
+    dir: Path
+    start: datetime | None
+    duration: float | None
+    recorded_status: str = ""
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    snapshot: str | None = None
+    snapshot_ref: str | None = None
+    git_root: str | None = None
+    hostname: str | None = None
+    pid: int | None = None
+    _config_json: str = field(default="{}", repr=False)
+    _result_json: str = field(default="null", repr=False)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.dir / "run.lock"
+
+    @cached_property
+    def lock(self) -> dict[str, Any]:
+        """The full run.lock (read from disk on first access)."""
+        from .lockfile import load_lock
+
+        return load_lock(self.lock_path)
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        value = json.loads(self._config_json)
+        return value if isinstance(value, dict) else {}
+
+    @cached_property
+    def result(self) -> Any:
+        """The result value stored in the lock (dict or scalar), or None."""
+        section = json.loads(self._result_json)
+        return section.get("value") if isinstance(section, dict) else None
+
+    @cached_property
+    def params(self) -> dict[str, Any]:
+        """Flattened ``config.*`` and ``result.*`` values."""
+        from .index import flatten
+
+        out = {f"config.{k}": v for k, v in flatten(self.config).items()}
+        out.update({f"result.{k}": v for k, v in self.result_fields.items()})
+        return out
+
+    @cached_property
+    def result_fields(self) -> dict[str, Any]:
+        """Flattened result: a dict result by its keys, a scalar one as ``value``."""
+        from .index import result_fields
+
+        return result_fields({"value": self.result})
+
+    def _tree(self, section: str) -> Any:
+        if section == "config":
+            return self.config
+        return self.result if isinstance(self.result, dict) else {"value": self.result}
+
+    @property
+    def commit(self) -> str | None:
+        """Short HEAD commit, ``*`` when the work tree was dirty."""
+        if not self.git_commit:
+            return None
+        return self.git_commit[:8] + ("*" if self.git_dirty else "")
+
+    def has(self, key: str) -> bool:
+        return self._lookup(key)[0]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A builtin field (``id``, ``status``...), ``config.x``, ``result.y`` or a bare key
+        (config first, then result)."""
+        found, value = self._lookup(key)
+        return value if found else default
+
+    def _lookup(self, key: str) -> tuple[bool, Any]:
+        if key in BUILTIN_KEYS:
+            return True, getattr(self, key)
+        section, name = split_key(key)
+        sections = (section,) if section else ("config", "result")
+        for sec in sections:  # walk the tree: a leaf ("optim.lr") or a sub-tree ("optim")
+            node: Any = self._tree(sec)
+            for part in name.split("."):
+                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+            if node is not _MISSING:
+                return True, node
+        if "." not in name:
+            return False, None
+        params = self.params  # keys that themselves contain dots
+        for sec in sections:
+            if f"{sec}.{name}" in params:
+                return True, params[f"{sec}.{name}"]
+        return False, None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (``--json`` of ls)."""
+        return {
+            "id": self.id,
+            "stage": self.stage,
+            "status": self.status,
+            "start": self.start.isoformat() if self.start else None,
+            "duration_s": self.duration,
+            "commit": self.git_commit,
+            "dirty": self.git_dirty,
+            "dir": str(self.dir),
+            "config": self.config,
+            "result": self.result,
+        }
+
+    @classmethod
+    def from_row(
+        cls, row: sqlite3.Row | Mapping[str, Any], *, now_ts: float, this_host: str | None = None
+    ) -> RunRecord:
+        start_ts = row["start_ts"]
+        status = effective_status(
+            row["status"],
+            pid=row["pid"],
+            hostname=row["hostname"],
+            heartbeat_ts=row["heartbeat_ts"],
+            now_ts=now_ts,
+            this_host=this_host,
+        )
+        duration = row["duration"]
+        if duration is None and status == "running" and start_ts is not None:
+            duration = max(0.0, now_ts - start_ts)  # elapsed so far
+        return cls(
+            id=row["id"],
+            stage=row["stage"],
+            status=status,
+            dir=Path(os.path.dirname(row["path"])),
+            start=datetime.fromtimestamp(start_ts, timezone.utc) if start_ts is not None else None,
+            duration=duration,
+            recorded_status=row["status"],
+            git_commit=row["git_commit"],
+            git_dirty=None if row["git_dirty"] is None else bool(row["git_dirty"]),
+            snapshot=row["snapshot"],
+            snapshot_ref=row["snapshot_ref"],
+            git_root=row["git_root"],
+            hostname=row["hostname"],
+            pid=row["pid"],
+            _config_json=row["config"] or "{}",
+            _result_json=row["result"] or "null",
+        )
+
+
+class RunList(list[RunRecord]):
+    """A list of runs with table helpers."""
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self]
+
+    def keys(self, section: str) -> list[str]:
+        """All flattened keys of ``section`` ("config" or "result") over these runs, in order."""
+        seen: dict[str, None] = {}
+        if section == "result":
+            for r in self:
+                seen.update(dict.fromkeys(f"result.{k}" for k in r.result_fields))
+            return list(seen)
+        prefix = f"{section}."
+        for r in self:
+            for k in r.params:
+                if k.startswith(prefix):
+                    seen.setdefault(k, None)
+        return list(seen)
+
+    def varying_config_keys(self) -> list[str]:
+        """``config.*`` keys whose value differs between the runs (all keys for one run)."""
+        keys = self.keys("config")
+        if len(self) <= 1:
+            return keys
+        out = []
+        for k in keys:
+            values = {
+                json.dumps(r.params.get(k, "<missing>"), sort_keys=True, default=str) for r in self
+            }
+            if len(values) > 1:
+                out.append(k)
+        return out
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """One row per run: builtin columns then ``config.*`` and ``result.*`` (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise MissingDependencyError("pandas", "pandas") from exc
+        cols = self.keys("config") + self.keys("result")
+        records = []
+        for r in self:
+            row: dict[str, Any] = {
+                "id": r.id,
+                "stage": r.stage,
+                "status": r.status,
+                "start": r.start,
+                "duration_s": r.duration,
+                "commit": r.git_commit,
+                "dir": str(r.dir),
+            }
+            row.update({k: r.params.get(k) for k in cols})
+            records.append(row)
+        columns = ["id", "stage", "status", "start", "duration_s", "commit", "dir", *cols]
+        return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _sort_key(key: str) -> Any:
+    def get(r: RunRecord) -> tuple[int, Any]:
+        v = r.get(key)
+        if isinstance(v, datetime):
+            return (0, v.timestamp())
+        if isinstance(v, (bool, int, float)):
+            return (0, float(v))
+        return (1, str(v))
+
+    return get
+
+
+def sort_runs(records: list[RunRecord], sort: str | Sequence[str] | None) -> list[RunRecord]:
+    """Sort by keys (``-key`` descending); default newest first. Missing values go last."""
+    keys = [sort] if isinstance(sort, str) else list(sort or ["-start"])
+    out = list(records)
+    out.sort(key=lambda r: r.id, reverse=True)  # stable tie-break: newest id first
+    for key in reversed(keys):
+        desc = key.startswith("-")
+        name = key.lstrip("-+")
+        getter = _sort_key(name)
+        present = [r for r in out if r.get(name) is not None]
+        missing = [r for r in out if r.get(name) is None]
+        present.sort(key=getter, reverse=desc)
+        out = present + missing
+    return out
+
+
+def runs(
+    stage: str | None = None,
+    status: str | Iterable[str] | None = None,
+    since: str | datetime | timedelta | None = None,
+    where: Iterable[str] | Mapping[str, Any] | str | None = None,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    sort: str | Sequence[str] | None = None,
+    limit: int | None = None,
+) -> RunList:
+    """Runs under the results root matching every filter, newest first.
+
+    ``stage`` may be a glob (``train*``); ``status`` includes ``crashed``; ``since`` is an age
+    (``3h``, ``2d``), a date or a datetime; ``where`` holds conditions like ``"lr=0.1"`` and
+    ``"acc>0.8"`` or a ``{key: value}`` mapping. Keys address ``config.*`` or ``result.*``; a
+    bare key is looked up in the config, then the result.
+    """
+    from .settings import results_root
+
+    return select_runs(
+        results_root(root),
+        stage=stage,
+        statuses=parse_statuses(status),
+        since=parse_since(since),
+        conditions=parse_where_all(where),
+        sort=sort,
+        limit=limit,
+    )
+
+
+def select_runs(
+    root: Path,
+    *,
+    stage: str | None = None,
+    statuses: frozenset[str] | None = None,
+    since: datetime | None = None,
+    conditions: Sequence[Condition] = (),
+    id_prefix: str | None = None,
+    dir_name: str | None = None,
+    sort: str | Sequence[str] | None = None,
+    limit: int | None = None,
+    broken: list[tuple[str, str]] | None = None,
+) -> RunList:
+    """:func:`runs` with parsed filters (what the CLI calls). ``broken`` collects unreadable
+    locks as ``(path, reason)``."""
+    from .index import RunIndex
+
+    if limit is not None and limit < 0:
+        raise UsageError(f"--limit must be >= 0, not {limit}.")
+    raw = None
+    if statuses is not None:
+        # "crashed" is a "running" lock whose process is gone: decided after the SQL
+        raw = {"running" if s == "crashed" else s for s in statuses}
+    with RunIndex(root) as idx:
+        idx.refresh()
+        rows = idx.select(
+            stage=stage,
+            statuses=raw,
+            since_ts=since.timestamp() if since else None,
+            conditions=conditions,
+            id_prefix=id_prefix,
+            dir_name=dir_name,
+        )
+        if broken is not None:
+            broken.extend(idx.broken())
+    now_ts, host = time.time(), None
+    records = [RunRecord.from_row(r, now_ts=now_ts, this_host=host) for r in rows]
+    if statuses is not None:
+        records = [r for r in records if r.status in statuses]
+    records = sort_runs(records, sort)
+    if limit is not None:
+        records = records[:limit]
+    return RunList(records)
