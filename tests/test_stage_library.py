@@ -186,6 +186,9 @@ def test_numpy_seeded_when_imported_later(results: Path) -> None:
 def test_pickles_by_reference_and_runs_in_joblib_workers(results: Path) -> None:
     assert pickle.loads(pickle.dumps(train)) is train
     joblib = pytest.importorskip("joblib")
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)  # fresh workers inherit this test's RUNLOCK_RESULTS
     values = joblib.Parallel(n_jobs=2)(joblib.delayed(train)(lr=lr) for lr in (0.1, 0.2))
     assert [v["acc"] for v in values] == pytest.approx([0.6, 0.7])
     assert len(list((results / "train").iterdir())) == 2

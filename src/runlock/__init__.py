@@ -32,6 +32,9 @@ _LAZY = {
     # browsing
     "runs": "runlock.query",
     "load_lock": "runlock.lockfile",
+    # persistence
+    "push": "runlock.remote",
+    "pull": "runlock.remote",
     # errors
     "RunlockError": "runlock.errors",
     "ConfigError": "runlock.errors",
@@ -47,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .compat import start
     from .lockfile import load_lock
     from .query import runs
+    from .remote import pull, push
     from .run import Outcome, current_run
     from .script import main
     from .stages import Stage, stage

@@ -418,24 +418,31 @@ class ActiveRun:
             lock=lock,
         )
         active = list(collectors if collectors is not None else default_collectors(options))
-        for c in active:
-            try:
-                section = c.start(ctx)
-                if section is not None:
-                    lock[c.key] = section
-            except Exception as exc:  # noqa: BLE001 - a collector never fails the run
-                if getattr(exc, "fatal", False):
-                    _write_failed_at_start(rd, lock, ctx, exc)
-                    raise
-                ctx.warnings.append(f"{c.key}: {type(exc).__name__}: {exc}")
-        writer = LockWriter(rd.lock, lock)
-        writer.write()
+        stack = ExitStack()
+        # logging first: collectors' background threads log warnings into run.log
+        stack.enter_context(run_logging(rd.log, level=options.log_level, console=options.console))
+        logger.info("run %s of stage %s in %s", run_id, options.name, rd.path)
+        try:
+            for c in active:
+                try:
+                    section = c.start(ctx)
+                    if section is not None:
+                        lock[c.key] = section
+                except Exception as exc:  # noqa: BLE001 - a collector never fails the run
+                    if getattr(exc, "fatal", False):
+                        _write_failed_at_start(rd, lock, ctx, exc)
+                        raise
+                    ctx.warnings.append(f"{c.key}: {type(exc).__name__}: {exc}")
+            writer = LockWriter(rd.lock, lock)
+            writer.write()
+        except BaseException:
+            stack.close()
+            raise
         writer.start_heartbeat()
         run = cls(rd, lock, ctx, active, writer, resolved, seed, started)
-        run._stack.enter_context(run_logging(rd.log, level=options.log_level, console=options.console))
+        run._stack = stack
         if handle_sigterm:
             run._stack.enter_context(_sigterm_as_interrupt())
-        logger.info("run %s of stage %s in %s", run_id, options.name, rd.path)
         if seed is not None:
             run.seeded = seeding.apply_seed(int(seed))
         run._metrics_token = _activate_metrics(rd.path, lock, ctx.results_root)
