@@ -6,6 +6,7 @@ one run, a sweep over C run as parallel tasks, `runlock ls` and `runlock diff`.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -55,8 +56,6 @@ def main() -> None:
     (work / "tasks.yaml").write_text("- 0.2\n- 0.3\n- 0.4\n- 0.5\n")
     sh(py, "train.py", "--map", "tasks.yaml", "--map-key", "test_size", "--jobs", "2", "-q", cwd=work)
     sh(*runlock_cli, "ls", "train", "--columns", "C,accuracy", cwd=work)
-    import json
-
     runs = json.loads(sh(*runlock_cli, "ls", "train", "--json", "--status", "completed", cwd=work).stdout)
     runs.sort(key=lambda r: r["id"])
     first, last = runs[0]["id"], runs[-1]["id"]

@@ -118,10 +118,13 @@ def _function_info(fn: Callable[..., Any]) -> dict[str, Any]:
         inner = inner.__wrapped__
     code = getattr(inner, "__code__", None)
     source = code.co_filename if code is not None else None
+    module = getattr(inner, "__module__", None)
+    if module and module.startswith("__runlock_main_"):  # a script re-imported in a worker
+        module = "__main__"
     return {
         "name": getattr(inner, "__name__", repr(inner)),
         "qualname": getattr(inner, "__qualname__", None),
-        "module": getattr(inner, "__module__", None),
+        "module": module,
         "source_file": str(Path(source).absolute()) if source and not source.startswith("<") else source,
     }
 

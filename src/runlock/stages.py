@@ -13,6 +13,7 @@ import enum
 import functools
 import inspect
 import sys
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -229,7 +230,7 @@ def _stage_from_file(path: str, qualname: str) -> Stage[Any, Any]:
     if main is not None and getattr(main, "__file__", None) and Path(main.__file__).resolve() == Path(path).resolve():
         obj: Any = main  # unpickled in the very process that runs the script
     else:
-        name = "__runlock_main_" + str(abs(hash(str(Path(path).resolve()))))
+        name = "__runlock_main_" + format(zlib.crc32(str(Path(path).resolve()).encode()), "08x")
         obj = sys.modules.get(name)
         if obj is None:
             spec = importlib.util.spec_from_file_location(name, path)
