@@ -380,3 +380,30 @@ def test_delete_snapshot_ref(repo: Path) -> None:
     assert delete_snapshot_ref(repo) is True
     gone = subprocess.run(["git", "rev-parse", "-q", "--verify", REF], cwd=repo, check=False)
     assert gone.returncode != 0
+
+
+def test_in_process_memo_reuses_only_an_unchanged_worktree(repo: Path) -> None:
+    """A process running stages repeatedly skips git while nothing changed, never after a change."""
+    (repo / "sub").mkdir()
+    (repo / "sub" / "m.py").write_text("x = 1\n")
+    time.sleep(1.2)  # older than the racy-timestamp margin
+    first = snap(repo)
+    again = snap(repo)
+    assert again["snapshot"]["commit"] == first["snapshot"]["commit"] and again["snapshot"]["reused"]
+
+    # a same-size edit with the old mtime put back must still be seen (ctime moves)
+    st = (repo / "sub" / "m.py").stat()
+    (repo / "sub" / "m.py").write_text("x = 2\n")
+    os.utime(repo / "sub" / "m.py", ns=(st.st_atime_ns, st.st_mtime_ns))
+    edited = snap(repo)
+    assert edited["snapshot"]["tree"] != first["snapshot"]["tree"]
+
+    time.sleep(1.2)
+    assert snap(repo)["snapshot"]["tree"] == edited["snapshot"]["tree"]
+    (repo / "sub" / "deeper").mkdir()
+    (repo / "sub" / "deeper" / "new.py").write_text("y = 1\n")  # untracked, in a new directory
+    added = snap(repo)
+    assert added["snapshot"]["tree"] != edited["snapshot"]["tree"]
+    listing = subprocess.run(["git", "ls-tree", "-r", "--name-only", added["snapshot"]["commit"]],
+                             cwd=repo, capture_output=True, text=True, check=True).stdout.split()
+    assert "sub/deeper/new.py" in listing

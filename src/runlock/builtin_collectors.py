@@ -47,6 +47,7 @@ class GitCollector:
     def __init__(self, options: StageOptions) -> None:
         self.options = options
         self._future: concurrent.futures.Future[Any] | None = None
+        self._cached: dict[str, Any] | None = None
 
     def _where(self, ctx: RunContext) -> Path:
         return ctx.source_file.parent if ctx.source_file is not None else Path.cwd()
@@ -67,11 +68,20 @@ class GitCollector:
             "exclude_dirs": (ctx.results_root, ctx.run_dir),
         }
         opts = git.SnapshotOptions(**{k: v for k, v in settings.items() if v is not None})
+        cached = getattr(git, "cached_snapshot", None)
+        if cached is not None:
+            # Unchanged tree since this process's last run: the section now, no thread, no git.
+            # (Checked here in the main thread: a background stat loop would contend for the GIL.)
+            self._cached = cached(where, opts)
+            if self._cached is not None:
+                return None
         message = f"runlock snapshot of run {ctx.run_id} ({ctx.stage})"
-        self._future = _pool().submit(snapshot, where, opts, message=message)
+        self._future = _pool().submit(snapshot, where, opts, message=message, check_memo=False)
         return None
 
     def finish(self, ctx: RunContext) -> Any:
+        if self._cached is not None:
+            return self._cached
         if self._future is None:
             return None
         return self._future.result()

@@ -164,11 +164,11 @@ def base_config(schema: Schema, base: Any = None) -> DictConfig:
     """The schema's defaults, optionally updated by ``base`` (a dataclass instance or mapping)."""
     try:
         if schema.cls is not None:
-            cfg = OmegaConf.structured(schema.cls)
-            if base is not None:
-                if dataclasses.is_dataclass(base) and not isinstance(base, type):
-                    cfg = OmegaConf.structured(base)
-                else:
+            if base is not None and dataclasses.is_dataclass(base) and not isinstance(base, type):
+                cfg = OmegaConf.structured(base)  # not also the class: one structured() per call
+            else:
+                cfg = OmegaConf.structured(schema.cls)
+                if base is not None:
                     cfg = OmegaConf.merge(cfg, _as_mapping(base))
         else:
             cfg = OmegaConf.create(_plain_defaults(schema.defaults))

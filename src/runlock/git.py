@@ -37,6 +37,8 @@ snapshots form a chain, pushing one snapshot commit also transfers the earlier o
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
 import os
 import random
@@ -166,7 +168,19 @@ class _Commit:
         return None
 
 
-def snapshot(path: Path, options: SnapshotOptions, *, message: str) -> dict[str, Any]:
+def cached_snapshot(path: Path, options: SnapshotOptions) -> dict[str, Any] | None:
+    """The lock section of this process's last snapshot of ``path`` when nothing it depends on
+    changed since (one ``lstat`` per tracked file and directory, no git process); else None."""
+    start = path if path.is_dir() else path.parent
+    memo = _MEMO.get(_memo_key(start, options))
+    if memo is None or not memo.still_valid():
+        return None
+    reused = copy.deepcopy(memo.result)
+    reused["snapshot"]["reused"] = True
+    return reused
+
+
+def snapshot(path: Path, options: SnapshotOptions, *, message: str, check_memo: bool = True) -> dict[str, Any]:
     """Commit the worktree containing ``path`` to the shadow branch; return the lock's git section.
 
     Keys: ``root, head, branch, dirty, remotes`` (as :func:`repo_info`, ``dirty`` meaning the
@@ -175,6 +189,12 @@ def snapshot(path: Path, options: SnapshotOptions, *, message: str) -> dict[str,
     Outside a repository: ``{"repo": None, "skipped": reason}`` and one warning.
     """
     start = path if path.is_dir() else path.parent
+    key = _memo_key(start, options)
+    if check_memo:
+        cached = cached_snapshot(path, options)
+        if cached is not None:
+            return cached
+    t_start = time.time_ns()
     ref = _branch_ref(options.branch)
     # Independent git calls overlap on a second thread: the worktree scan and hashing are the
     # critical path, the reads of HEAD / the shadow tip / config and the diffstat run beside them.
@@ -201,7 +221,7 @@ def snapshot(path: Path, options: SnapshotOptions, *, message: str) -> dict[str,
         blob_ids = _blob_ids(repo.root, tree, options.files_of_interest)
         head_sha = head.sha if head else None
         commit, reused = _advance(repo.root, ref, tree, head_sha, tip, message, config, options)
-        return {
+        result = {
             "root": str(repo.root),
             "head": head_sha,
             "branch": head_ref.removeprefix("refs/heads/") if head_ref else None,
@@ -219,6 +239,116 @@ def snapshot(path: Path, options: SnapshotOptions, *, message: str) -> dict[str,
             "diffstat": pending_stat.result(),
             "skipped_large": skipped,
         }
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.pop(next(iter(_MEMO)), None)
+        # a few stats now; the worktree list is only built if this process snapshots again
+        _MEMO[key] = _Memo(copy.deepcopy(result), repo, tree, head_ref, ref, list(skipped), t_start)
+        return result
+
+
+# --------------------------------------------------------------------------------------------
+# in-process memo: a process running stages again on an unchanged tree skips git entirely
+
+#: (start dir, filters) -> the last snapshot of this process and what it depends on
+_MEMO: dict[tuple[Any, ...], _Memo] = {}
+_MEMO_MAX = 16
+#: margin for the filesystem's coarse timestamps: a worktree entry whose ctime is not at least
+#: this much older than the snapshot's start may have changed during or after it
+_RACY_NS = 1_000_000_000
+
+
+class _Memo:
+    """A snapshot and the proof that it still describes the worktree.
+
+    The worktree is unchanged when every entry of the snapshot's tree (and every directory above
+    or next to one, whose ctime moves when a file is added, removed or renamed in it) has a
+    ctime older than the snapshot's start: a write, ``touch``, ``cp -p``, ``rsync -t`` or rename
+    all set ctime to *now*, even when they set mtime back. git's metadata (HEAD, refs, the user's
+    index, config, excludes) must be byte-for-byte the same files (stat signature).
+    """
+
+    def __init__(self, result: dict[str, Any], repo: _Repo, tree: str, head_ref: str | None,
+                 ref: str, skipped: list[str], t_start: int) -> None:
+        self.result, self.repo, self.tree = result, repo, tree
+        self.head_ref, self.ref, self.skipped, self.t_start = head_ref, ref, skipped, t_start
+        self.meta = _meta_paths(repo, ref, head_ref)
+        self.meta_sig = _stat_sig(self.meta)  # after update-ref: our own ref move is included
+        self.work: list[str] | None = None
+
+    def still_valid(self) -> bool:
+        if _stat_sig(self.meta) != self.meta_sig:
+            return False
+        if self.work is None:  # first reuse in this process: list the tree once (one git call)
+            self.work = _work_paths(self.repo, self.tree, self.skipped)
+        limit = self.t_start - _RACY_NS
+        lstat = os.lstat
+        for p in self.work:
+            try:
+                if lstat(p).st_ctime_ns >= limit:
+                    return False
+            except OSError:
+                return False
+        return True
+
+
+def _memo_key(start: Path, options: SnapshotOptions) -> tuple[Any, ...]:
+    # a run directory inside an excluded results root changes nothing that is captured
+    dirs = sorted({os.path.abspath(d) for d in options.exclude_dirs})
+    kept = tuple(d for d in dirs if not any(d != o and d.startswith(o + os.sep) for o in dirs))
+    return (os.path.abspath(start), options.branch, options.include, options.exclude,
+            options.max_file_bytes, options.files_of_interest, kept)
+
+
+def _stat_sig(paths: Sequence[str]) -> list[tuple[int, int, int, int] | None]:
+    out: list[tuple[int, int, int, int] | None] = []
+    lstat = os.lstat
+    for p in paths:
+        try:
+            st = lstat(p)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode))
+    return out
+
+
+def _meta_paths(repo: _Repo, ref: str, head_ref: str | None) -> list[str]:
+    common = repo.git_dir
+    try:
+        common = (repo.git_dir / (repo.git_dir / "commondir").read_text().strip()).resolve()
+    except OSError:
+        pass
+    meta = [repo.git_dir / "HEAD", repo.index, common / "packed-refs", common / "config",
+            common / "info" / "exclude", common / ref]
+    if head_ref:
+        meta.append(common / head_ref)
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    meta.append(Path(xdg) / "git" / "ignore")
+    return [str(p) for p in meta]
+
+
+def _work_paths(repo: _Repo, tree: str, skipped: Sequence[str]) -> list[str]:
+    """Every entry of ``tree`` and the large files left out, every directory above them and the
+    directories next to those (a new untracked file changes its directory's ctime)."""
+    out = _run(repo.root, ["ls-tree", "-r", "-z", "--name-only", "--full-tree", tree])
+    files = [p for p in out.stdout.split("\0") if p] + list(skipped)
+    root = str(repo.root)
+    dirs = {""}
+    for rel in files:
+        parent = rel.rpartition("/")[0]
+        while parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+    siblings: set[str] = set()
+    for d in dirs:
+        try:
+            with os.scandir(os.path.join(root, d)) as it:
+                for e in it:
+                    if e.name != ".git" and e.is_dir(follow_symlinks=False):
+                        siblings.add(f"{d}/{e.name}" if d else e.name)
+        except OSError:
+            pass
+    return [os.path.join(root, p) for p in files] + [os.path.join(root, d) for d in sorted(dirs | siblings)]
 
 
 def snapshot_diff(
@@ -376,10 +506,16 @@ def _write_snapshot_tree(repo: _Repo, options: SnapshotOptions) -> tuple[str, li
         ) from exc
     os.close(fd)
     tmp_index = Path(tmp_name)
+    # A private index kept from the previous snapshot (same user index, same filters) already
+    # holds the hashed worktree changes with fresh stat data: git re-hashes only what changed
+    # since, and write-tree reuses its cache-tree. Its name carries the user index's stat
+    # signature, so a `git add` / commit / checkout (a new user index) starts a new one.
+    private = _private_index(repo, options)
     try:
-        if repo.index.exists():
+        source = private if private is not None and private.exists() else repo.index
+        if source.exists():
             # copy2 keeps the mtime, so git's racy-clean checks behave as on the real index.
-            shutil.copy2(repo.index, tmp_index)
+            shutil.copy2(source, tmp_index)
         else:
             tmp_index.unlink()  # an empty file is not a valid index; a missing one is empty
         env = {"GIT_INDEX_FILE": str(tmp_index)}
@@ -392,6 +528,8 @@ def _write_snapshot_tree(repo: _Repo, options: SnapshotOptions) -> tuple[str, li
         tree = _run(repo.root, ["write-tree"], extra_env=env,
                     hint="with a merge in progress, resolve the conflicts first (git status)."
                     ).stdout.strip()
+        if private is not None and tmp_index.exists() and private == _private_index(repo, options):
+            _keep_private(tmp_index, private)  # the user index did not change meanwhile
     finally:
         tmp_index.unlink(missing_ok=True)
     if skipped:
@@ -401,6 +539,33 @@ def _write_snapshot_tree(repo: _Repo, options: SnapshotOptions) -> tuple[str, li
             len(skipped), options.max_file_bytes, ", ".join(skipped),
         )
     return tree, skipped
+
+
+def _private_index(repo: _Repo, options: SnapshotOptions) -> Path | None:
+    """``.git/runlock/index-<filters>-<user index signature>``; None without a user index."""
+    try:
+        st = os.stat(repo.index)
+    except OSError:
+        return None
+    dirs = sorted({os.path.abspath(d) for d in options.exclude_dirs})
+    kept = [d for d in dirs if not any(d != o and d.startswith(o + os.sep) for o in dirs)]
+    filters = repr((options.include, options.exclude, options.max_file_bytes, kept)).encode()
+    sig = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}".encode()
+    return (repo.git_dir / "runlock" /
+            f"index-{hashlib.sha1(filters).hexdigest()[:12]}-{hashlib.sha1(sig).hexdigest()[:12]}")
+
+
+def _keep_private(tmp_index: Path, private: Path) -> None:
+    """Make ``tmp_index`` the private index (atomic rename); drop older ones of these filters."""
+    try:
+        private.parent.mkdir(exist_ok=True)
+        os.replace(tmp_index, private)
+        prefix = private.name.rsplit("-", 1)[0] + "-"
+        for old in private.parent.iterdir():
+            if old.name.startswith(prefix) and old.name != private.name:
+                old.unlink(missing_ok=True)
+    except OSError:  # an optimisation only
+        pass
 
 
 def _wait_for_lock(lock: Path, timeout_s: float) -> None:

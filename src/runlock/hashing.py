@@ -437,6 +437,8 @@ def _digests(
 ) -> tuple[list[str], list[int], int]:
     """Digests of ``files`` (cache first, then read), indices of files that changed while
     hashed, and the total size."""
+    if not files:  # e.g. a run without outputs: no cache round trip (sqlite open + write)
+        return [], [], 0
     keys: list[StatKey] = []
     exact = False
     if cache is not None:

@@ -66,9 +66,10 @@ def dumps_lock(data: dict[str, Any]) -> str:
     return yaml.dump(body, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
-def dump_lock(data: dict[str, Any], path: Path) -> None:
-    """Write a lock atomically (temp file + rename): never a half-written run.lock."""
-    atomic_write(path, dumps_lock(data))
+def dump_lock(data: dict[str, Any], path: Path, *, durable: bool = True) -> None:
+    """Write a lock atomically (temp file + rename): never a half-written run.lock.
+    ``durable=False``: no fsync (the 'running' lock and heartbeats, rewritten later anyway)."""
+    atomic_write(path, dumps_lock(data), durable=durable)
 
 
 def loads_lock(text: str, *, source: str = "<string>") -> dict[str, Any]:

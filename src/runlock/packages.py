@@ -48,14 +48,41 @@ def _editable_location(dist_info: str) -> str | None:
     return unquote(urlparse(url).path) if url.startswith("file:") else url
 
 
+_MEMO: dict[tuple[str, ...], tuple[list[int], tuple[dict[str, str], dict[str, str]]]] = {}
+
+
+def _dir_mtimes(entries: tuple[str, ...]) -> list[int]:
+    out = []
+    for entry in entries:
+        try:
+            out.append(os.stat(entry).st_mtime_ns)
+        except OSError:
+            out.append(-1)
+    return out
+
+
 def inventory(path: list[str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """Return ``({name: version}, {name: editable_source_path})``, sorted by name.
 
     Follows ``sys.path`` order: the first distribution of a name wins, as for imports.
+    Memoised per process: (un)installing a distribution adds or removes a ``*.dist-info``
+    entry, which changes its directory's mtime, so the answer is reused while no ``sys.path``
+    directory changed (one ``stat`` each instead of listing them).
     """
+    entries = tuple(path if path is not None else sys.path)
+    mtimes = _dir_mtimes(entries)
+    memo = _MEMO.get(entries)
+    if memo is not None and memo[0] == mtimes:
+        return dict(memo[1][0]), dict(memo[1][1])
+    result = _inventory(list(entries))
+    _MEMO[entries] = (mtimes, result)
+    return dict(result[0]), dict(result[1])
+
+
+def _inventory(path: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     versions: dict[str, str] = {}
     editable: dict[str, str] = {}
-    for entry in path if path is not None else sys.path:
+    for entry in path:
         if not entry or not os.path.isdir(entry):
             continue
         try:

@@ -198,11 +198,11 @@ class LockWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def write(self, **updates: Any) -> None:
+    def write(self, *, durable: bool = False, **updates: Any) -> None:
         with self._mutex:
             self.data.update(updates)
             self.data["heartbeat"] = _iso(datetime.now(timezone.utc))
-            lockfile.dump_lock(self.data, self.path)
+            lockfile.dump_lock(self.data, self.path, durable=durable)
 
     def start_heartbeat(self, interval_s: float = HEARTBEAT_S) -> None:
         def beat() -> None:
@@ -381,7 +381,7 @@ class ActiveRun:
                 resolved[name] = str(rd.path)
             altered[name] = str(rd.path)
 
-        rd.write(rd.config.name, cfgmod.to_yaml(resolved))
+        rd.write(rd.config.name, cfgmod.to_yaml(resolved), durable=False)  # also in the (fsynced) final lock
         plain_cfg = cfgmod.to_plain(resolved)
         info = dict(info)
         info["parameters"] = called_params if called_params is not None else _unresolved(cfg)
@@ -503,6 +503,7 @@ class ActiveRun:
             if ctx.warnings:
                 lock["warnings"] = list(ctx.warnings)
             self.writer.write(
+                durable=True,
                 status=status,
                 timing={
                     "start": _iso(ctx.start),

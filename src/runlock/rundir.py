@@ -26,20 +26,25 @@ BOOKKEEPING = frozenset({LOCK_NAME, CONFIG_NAME, LOG_NAME, RESULT_JSON, RESULT_P
 STATE_DIR = ".runlock"
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
+def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename.
 
     A reader sees the old content or the new, never a mix; a killed process leaves at most a
-    stray ``.tmp`` file, never a truncated target.
+    stray ``.tmp`` file, never a truncated target. ``durable=False`` skips the fsync (still
+    atomic for readers; only a power loss could lose it): for files rewritten soon anyway.
     """
     raw = data.encode() if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except FileNotFoundError:  # create the directory only when missing (one syscall per write saved)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -47,6 +52,9 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+_NEXT_SUFFIX: dict[Path, int] = {}
 
 
 def create_unique_dir(base: Path, *, max_tries: int = 10_000) -> Path:
@@ -62,7 +70,8 @@ def create_unique_dir(base: Path, *, max_tries: int = 10_000) -> Path:
             f"Cannot create the results directory {base.parent}: {exc.strerror}.",
             hint="Choose a writable location (save_dir= / --root) or fix its permissions.",
         ) from exc
-    for i in range(max_tries):
+    first = _NEXT_SUFFIX.get(base, 0)  # runs started in the same second: skip known-taken names
+    for i in range(first, first + max_tries):
         candidate = base if i == 0 else base.with_name(f"{base.name}-{i}")
         try:
             candidate.mkdir()
@@ -75,6 +84,9 @@ def create_unique_dir(base: Path, *, max_tries: int = 10_000) -> Path:
                 f"Cannot create the run directory {candidate}: {exc.strerror}.",
                 hint="Choose a writable location (save_dir= / --root) or fix its permissions.",
             ) from exc
+        if len(_NEXT_SUFFIX) > 256:
+            _NEXT_SUFFIX.clear()
+        _NEXT_SUFFIX[base] = i + 1
         return candidate
     raise RunDirError(f"Could not find a free run directory name next to {base}.")
 
@@ -113,9 +125,9 @@ class RunDir:
     def state(self) -> Path:
         return self.path / STATE_DIR
 
-    def write(self, name: str, data: bytes | str) -> Path:
+    def write(self, name: str, data: bytes | str, *, durable: bool = True) -> Path:
         target = self.path / name
-        atomic_write(target, data)
+        atomic_write(target, data, durable=durable)
         return target
 
     @classmethod
