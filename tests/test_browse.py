@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from runlock.resolve import resolve_run
 
 SRC = Path(runlock.__file__).resolve().parents[1]
 SNAP_REF = "refs/heads/runlock/snapshots"
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def make_run(
@@ -135,7 +135,7 @@ def test_ls_subprocess_plain_output_and_filters(root: Path, tmp_path: Path) -> N
 
 
 def test_ls_filters_in_process(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old = make_run(root, config={"lr": 0.1}, result={"acc": 0.5}, start=now - timedelta(days=3))
     new = make_run(root, config={"lr": 0.2}, result={"acc": 0.9}, start=now - timedelta(hours=1))
     r = str(root)
@@ -184,7 +184,7 @@ def test_crashed_detection(root: Path, capsys: pytest.CaptureFixture[str]) -> No
     host = socket.gethostname()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     crashed = make_run(root, status="running", pid=dead.pid, hostname=host,
                        heartbeat=now.isoformat(), start=now)  # fmt: skip
     alive = make_run(root, status="running", pid=os.getpid(), hostname=host,
@@ -394,7 +394,7 @@ def test_rm_refuses_outside_root(
 
 
 def test_rm_selection_rules(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     live = make_run(root, status="running", pid=os.getpid(), hostname=socket.gethostname(),
                     heartbeat=now.isoformat())  # fmt: skip
     done = make_run(root)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from conftest import run_py, write_script
 
 import runlock
 from runlock.lockfile import load_lock
-
-from conftest import run_py, write_script
 
 
 def test_literal_directory_never_overwritten(tmp_path: Path, results: Path) -> None:

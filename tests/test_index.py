@@ -7,7 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def make_run(
     """Write a schema-1 lock the way the stage decorator does (only the fields ls reads)."""
     make_run.counter = getattr(make_run, "counter", 0) + 1  # type: ignore[attr-defined]
     n = make_run.counter  # type: ignore[attr-defined]
-    start = start or datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc) + timedelta(seconds=n)
+    start = start or datetime(2026, 11, 25, 12, 0, tzinfo=UTC) + timedelta(seconds=n)
     run_id = run_id or f"{start:%Y%m%dT%H%M%S}-{n:06x}"
     d = root / sub / stage / run_id
     lock = {
@@ -236,11 +236,11 @@ def test_filter_errors(call: Any, message: str) -> None:
 
 
 def test_parse_since() -> None:
-    now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     assert parse_since("3h", now) == now - timedelta(hours=3)
     assert parse_since("2d", now) == now - timedelta(days=2)
     assert parse_since("30m", now) == now - timedelta(minutes=30)
-    assert parse_since("2026-11-20T00:00+00:00", now) == datetime(2026, 11, 20, tzinfo=timezone.utc)
+    assert parse_since("2026-11-20T00:00+00:00", now) == datetime(2026, 11, 20, tzinfo=UTC)
     assert parse_since("2026-11-20", now) is not None
 
 
@@ -276,7 +276,7 @@ def test_bare_key_looks_in_config_then_result(tmp_path: Path) -> None:
 
 
 def test_runs_api(tmp_path: Path) -> None:
-    old = datetime.now(timezone.utc) - timedelta(days=3)
+    old = datetime.now(UTC) - timedelta(days=3)
     make_run(tmp_path, "prep", config={"n": 1}, start=old)
     make_run(tmp_path, "train", config={"lr": 0.1, "optim": {"name": "adam"}}, result={"acc": 0.9})
     make_run(tmp_path, "train", config={"lr": 0.01, "optim": {"name": "sgd"}}, result={"acc": 0.7},

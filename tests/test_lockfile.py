@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from runlock.errors import LockFileError
-from runlock.lockfile import SCHEMA_VERSION, dump_lock, dumps_lock, find_run_dir, load_lock, loads_lock
+from runlock.lockfile import (
+    SCHEMA_VERSION,
+    dump_lock,
+    dumps_lock,
+    find_run_dir,
+    load_lock,
+    loads_lock,
+)
 from runlock.redact import redact_env, redact_url
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -110,7 +117,6 @@ def test_secrets_are_redacted() -> None:
 def test_secrets_never_reach_the_lock(tmp_path: Path, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
 
-    import runlock
 
     repo = tmp_path / "repo"
     repo.mkdir()

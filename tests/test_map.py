@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import run_py, write_script
 
 import runlock
 from runlock.errors import TaskError, UsageError
 from runlock.lockfile import load_lock
-
-from conftest import run_py, write_script
 
 
 @dataclass

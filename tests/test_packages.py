@@ -8,7 +8,7 @@ from runlock.packages import inventory, normalize_name
 
 
 def test_inventory_matches_importlib_metadata() -> None:
-    versions, editable = inventory()
+    versions, _ = inventory()
     expected: dict[str, str] = {}
     for dist in md.distributions():
         name = normalize_name(dist.metadata["Name"])

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import run_py, write_script
 
 from runlock.lockfile import load_lock
-
-from conftest import run_py, write_script
 
 SCRIPT = """
 from dataclasses import dataclass, field

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_py, write_script
 
 import runlock
 from runlock.lockfile import load_lock
-
-from conftest import run_py, write_script
 
 pytestmark = pytest.mark.slurm
 

@@ -7,11 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import git, run_py, write_script
 
 from runlock.lockfile import load_lock
 from runlock.sweep import expand_grid, split_values
-
-from conftest import git, run_py, write_script
 
 SCRIPT = """
 from dataclasses import dataclass

@@ -46,16 +46,15 @@ __all__ = sorted(_LAZY) + ["__version__"]
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
+    from .compat import start, tracked
     from .config import Input
     from .errors import ConfigError, ConfigKeyError, ConfigTypeError, RunlockError
-    from .compat import start
     from .lockfile import load_lock
     from .query import runs
     from .remote import pull, push
     from .run import Outcome, current_run
     from .script import main
     from .stages import Stage, stage
-    from .compat import tracked
     from .tracking.metrics import log_metrics
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -135,7 +135,7 @@ def start(name: str | None = None, *, root: str | os.PathLike[str] | None = None
     if name is None:
         name = _ask_name(script, base)
     main = sys.modules.get("__main__")
-    source = Path(main.__file__).absolute() if main is not None and getattr(main, "__file__", None) else None
+    source = Path(cast(str, main.__file__)).absolute() if main is not None and getattr(main, "__file__", None) else None
     options = StageOptions(name=name, save_dir=str(base / name), root=str(base), seed_field="seed" if seed is not None else None)
     cfg = OmegaConf.create({"seed": seed} if seed is not None else {})
     info = {"name": script, "qualname": None, "module": "__main__", "source_file": str(source) if source else None}

@@ -112,7 +112,7 @@ def input_fields(schema: Schema) -> list[str]:
 
     def walk(cls: type, prefix: str) -> None:
         hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
             t = hints.get(f.name)
             if f.metadata.get(INPUT_MARK):
                 out.append(prefix + f.name)
@@ -139,7 +139,7 @@ def describe_fields(schema: Schema) -> list[tuple[str, str, str, str]]:
 
     def walk(cls: type, prefix: str) -> None:
         hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
             t = hints.get(f.name, f.type)
             if isinstance(t, type) and dataclasses.is_dataclass(t):
                 walk(t, f"{prefix}{f.name}.")
@@ -303,15 +303,15 @@ def merge(cfg: DictConfig, update: Any, *, schema: Schema, source: str) -> DictC
 
 
 def _is_experiment(node: Any, fields: set[str]) -> bool:
-    return isinstance(node, DictConfig) and bool(node) and all(str(k) in fields for k in node.keys())
+    return isinstance(node, DictConfig) and bool(node) and all(str(k) in fields for k in node)
 
 
 def iter_experiments(tree: DictConfig, fields: Sequence[str], prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
     """Yield ``(name, overrides)`` for every experiment leaf of ``tree``."""
     fset = set(fields)
-    for key in tree.keys():
+    for key in tree:
         node = tree[key]
-        name = f"{prefix}{key}"
+        name = f"{prefix}{key!s}"
         if _is_experiment(node, fset):
             yield name, node
         elif isinstance(node, DictConfig):
@@ -395,7 +395,7 @@ def resolve_template(template: str, cfg: DictConfig | None, *, now: datetime, ru
     base: dict[str, Any] = {"run": {"id": run_id}, "stage": stage}
     root = OmegaConf.create(base)
     if cfg is not None:
-        root = OmegaConf.merge(OmegaConf.to_container(cfg, resolve=True), root)  # type: ignore[arg-type]
+        root = typing.cast(DictConfig, OmegaConf.merge(OmegaConf.to_container(cfg, resolve=True), root))
     with open_dict(root):
         root["__template__"] = template
     token = _NOW.set(now)

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import UsageError
@@ -134,7 +134,7 @@ def split_key(key: str) -> tuple[str | None, str]:
 def parse_where(expr: str) -> Condition:
     """Parse ``lr=0.1``, ``acc>0.8``, ``config.optim.name!=adam``, ``result.loss<=0.3``."""
     m = _WHERE_RE.match(expr)
-    if not m or not m.group(3) and m.group(2) not in ("=", "==", "!="):
+    if not m or (not m.group(3) and m.group(2) not in ("=", "==", "!=")):
         raise UsageError(
             f"Cannot parse the filter {expr!r}.",
             hint="Write KEY OP VALUE with OP one of = != > >= < <=, e.g. --where lr=0.1 "
@@ -167,7 +167,7 @@ def parse_since(
     timezone-aware time (a naive date is local time)."""
     if value is None:
         return None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if isinstance(value, timedelta):
         return now - value
     if isinstance(value, datetime):

@@ -20,7 +20,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -170,7 +170,7 @@ def to_timestamp(value: Any) -> float | None:
             return None
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return float(value.timestamp())
     return None
 
@@ -215,7 +215,7 @@ def _load_index_sections(raw: bytes) -> dict[str, Any] | None:
     package versions, environment, output hashes and embedded upstream locks.
     """
     starts = [(m.start(), m.group(1)) for m in _TOP_KEY.finditer(raw)]
-    if not starts or raw[: starts[0][0]].strip(b" \t\r\n") and not raw.lstrip().startswith(b"#"):
+    if not starts or (raw[: starts[0][0]].strip(b" \t\r\n") and not raw.lstrip().startswith(b"#")):
         return None
     ends = [pos for pos, _ in starts[1:]] + [len(raw)]
     wanted = [

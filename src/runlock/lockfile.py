@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -28,7 +28,7 @@ _BaseDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
+class _Dumper(_BaseDumper):  # type: ignore[misc]
     """Safe YAML with readable multi-line strings (tracebacks, diff stats)."""
 
 
@@ -90,7 +90,7 @@ def loads_lock(text: str, *, source: str = "<string>") -> dict[str, Any]:
         )
     while data["schema"] < SCHEMA_VERSION:
         data = _MIGRATIONS[data["schema"]](data)
-    return data
+    return cast("dict[str, Any]", data)
 
 
 def load_lock(path: Path) -> dict[str, Any]:

@@ -82,6 +82,7 @@ def inventory(path: list[str] | None = None) -> tuple[dict[str, str], dict[str, 
 def _inventory(path: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     versions: dict[str, str] = {}
     editable: dict[str, str] = {}
+    version: str | None
     for entry in path:
         if not entry or not os.path.isdir(entry):
             continue

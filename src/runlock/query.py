@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -211,7 +211,7 @@ class RunRecord:
             stage=row["stage"],
             status=status,
             dir=Path(os.path.dirname(row["path"])),
-            start=datetime.fromtimestamp(start_ts, timezone.utc) if start_ts is not None else None,
+            start=datetime.fromtimestamp(start_ts, UTC) if start_ts is not None else None,
             duration=duration,
             recorded_status=row["status"],
             git_commit=row["git_commit"],

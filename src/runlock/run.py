@@ -25,9 +25,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, open_dict
 
@@ -109,7 +109,7 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return t.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _function_info(fn: Callable[..., Any]) -> dict[str, Any]:
@@ -201,7 +201,7 @@ class LockWriter:
     def write(self, *, durable: bool = False, **updates: Any) -> None:
         with self._mutex:
             self.data.update(updates)
-            self.data["heartbeat"] = _iso(datetime.now(timezone.utc))
+            self.data["heartbeat"] = _iso(datetime.now(UTC))
             lockfile.dump_lock(self.data, self.path, durable=durable)
 
     def start_heartbeat(self, interval_s: float = HEARTBEAT_S) -> None:
@@ -300,6 +300,8 @@ def current_run() -> ActiveRun:
 
 class ActiveRun:
     """One run between :meth:`open` and :meth:`close` (a stage call, or a ``runlock.start`` script)."""
+
+    outcome: Outcome  # set by close()
 
     def __init__(self, rd: RunDir, lock: dict[str, Any], ctx: RunContext, collectors: list[Collector],
                  writer: LockWriter, resolved: DictConfig, seed: int | None, started: float) -> None:
@@ -599,7 +601,7 @@ def _unresolved(cfg: DictConfig) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     out = OmegaConf.to_container(cfg, resolve=False)
-    return out if isinstance(out, dict) else {}
+    return cast("dict[str, Any]", out) if isinstance(out, dict) else {}
 
 
 def _activate_metrics(run_dir: Path, lock: dict[str, Any], root: Path) -> Any:

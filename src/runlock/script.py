@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from . import config as cfgmod
-from .errors import RunlockError
+from .errors import ConfigError, RunlockError
 from .interactive import in_interactive_session, push_to_namespace, show_traceback
 from .logs import verbosity_level
 from .run import Outcome, RunInterrupted, _resend_sigterm
@@ -76,7 +78,7 @@ def _experiments_tree(stage: Stage[Any, Any], args: argparse.Namespace) -> Any:
     if args.experiments_file:
         path = Path(args.experiments_file)
         if not path.is_file():
-            raise cfgmod.ConfigError(f"Experiments file not found: {path}.")
+            raise ConfigError(f"Experiments file not found: {path}.")
         candidates.append(path)
     for f in args.config:
         candidates.append(Path(f))
@@ -87,10 +89,10 @@ def _experiments_tree(stage: Stage[Any, Any], args: argparse.Namespace) -> Any:
     for path in candidates:
         if path.is_file():
             data = cfgmod.load_yaml(path)
-            if "experiments" in data:  # type: ignore[operator]
+            if "experiments" in data:
                 data = data["experiments"]  # type: ignore[index]
             return data, path
-    raise cfgmod.ConfigError(
+    raise ConfigError(
         f"--experiment {args.experiment}: no experiments file found.",
         hint="Pass --experiments-file FILE or put an experiments.yaml next to the script.",
     )
@@ -112,7 +114,7 @@ def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise cfgmod.ConfigError(f"--slurm '{item}' is not of the form key=value.")
+            raise ConfigError(f"--slurm '{item}' is not of the form key=value.")
         out[key.strip()] = yaml.safe_load(value)
     return out
 
@@ -161,7 +163,7 @@ def _main_map(stage: Stage[Any, Any], args: argparse.Namespace, parser: argparse
 
     try:
         tasks = load_tasks(args.map_file)
-        cfg, experiment = compose_from_args(stage, args)
+        cfg, _experiment = compose_from_args(stage, args)
         result = map_stage(
             stage,
             tasks,
@@ -193,7 +195,7 @@ def compose_from_args(stage: Stage[Any, Any], args: argparse.Namespace) -> tuple
         tree, path = _experiments_tree(stage, args)
         chosen = cfgmod.select_experiments(tree, args.experiment, stage.schema.field_names)
         if len(chosen) > 1:
-            raise cfgmod.ConfigError(
+            raise ConfigError(
                 f"--experiment '{args.experiment}' matches {len(chosen)} experiments "
                 f"({', '.join(n for n, _ in chosen)}) in {path}.",
                 hint="Add --sweep to run them all, or name one.",
@@ -273,7 +275,7 @@ def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
             return None
         parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
     if args.show_config:
-        print(cfgmod.OmegaConf.to_yaml(cfg), end="")
+        print(OmegaConf.to_yaml(cfg), end="")
         return None
     options = dataclasses.replace(stage.options, log_level=level)
     if args.save_dir:

@@ -16,7 +16,7 @@ import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -41,6 +41,10 @@ def _is_simple(value: Any) -> bool:
 
 class Stage(Generic[P, R]):
     """A tracked stage. Call it like the function; see :func:`stage` for the options."""
+
+    # Copied from the function by functools.update_wrapper in __init__.
+    __name__: str
+    __qualname__: str
 
     def __init__(self, fn: Callable[P, R], options: StageOptions, *, localns: Mapping[str, Any] | None = None) -> None:
         functools.update_wrapper(self, fn)
@@ -104,8 +108,8 @@ class Stage(Generic[P, R]):
     ) -> Outcome:
         fn = self.fn
         if objects:
-            fn = functools.partial(self.fn, **objects)  # type: ignore[assignment]
-            functools.update_wrapper(fn, self.fn)  # type: ignore[arg-type]
+            fn = functools.partial(self.fn, **objects)
+            functools.update_wrapper(fn, self.fn)
         return execute(fn, self.schema, cfg, options or self.options, called_params=called, **kw)
 
     # -- configuration ---------------------------------------------------------------------
@@ -152,7 +156,9 @@ class Stage(Generic[P, R]):
             cfg = cfgmod.base_config(schema, base)
             if kwargs:
                 cfg = cfgmod.merge(cfg, kwargs, schema=schema, source=f"{self.__name__}() arguments")
-            called = OmegaConf.to_container(cfg, resolve=False) if base is None else _describe(base, kwargs)  # type: ignore[assignment]
+            called = (
+                cast("dict[str, Any]", OmegaConf.to_container(cfg, resolve=False)) if base is None else _describe(base, kwargs)
+            )
             return cfg, called, {}
         try:
             bound = inspect.signature(self.fn).bind_partial(*args, **kwargs)
@@ -227,7 +233,7 @@ def _stage_from_file(path: str, qualname: str) -> Stage[Any, Any]:
     import importlib.util
 
     main = sys.modules.get("__main__")
-    if main is not None and getattr(main, "__file__", None) and Path(main.__file__).resolve() == Path(path).resolve():
+    if main is not None and getattr(main, "__file__", None) and Path(cast(str, main.__file__)).resolve() == Path(path).resolve():
         obj: Any = main  # unpickled in the very process that runs the script
     else:
         name = "__runlock_main_" + format(zlib.crc32(str(Path(path).resolve()).encode()), "08x")
@@ -258,7 +264,7 @@ def _describe(base: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     else:
         out = dict(base)
     out.update(kwargs)
-    return out  # type: ignore[return-value]
+    return out
 
 
 @overload

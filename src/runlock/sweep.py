@@ -12,13 +12,12 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import config as cfgmod
 from . import lockfile
 from .errors import ConfigError, RunlockError
 from .rundir import atomic_write
@@ -98,7 +97,7 @@ def plan(
 ) -> list[Point]:
     """Compose and validate every point of the sweep (grid x experiments)."""
     grid = expand_grid(overrides)
-    exps: list[tuple[str | None, DictConfig | None]] = list(experiments) or [(None, None)]  # type: ignore[list-item]
+    exps: list[tuple[str | None, DictConfig | None]] = list(experiments) or [(None, None)]
     points: list[Point] = []
     for exp_name, exp_cfg in exps:
         for dotlist in grid:
@@ -112,7 +111,7 @@ def plan(
             container = OmegaConf.to_container(cfg, resolve=False)
             assert isinstance(container, dict)
             label = " ".join(([f"[{exp_name}]"] if exp_name else []) + dotlist)
-            points.append(Point(len(points), dotlist, exp_name, container, label or "(defaults)"))
+            points.append(Point(len(points), dotlist, exp_name, cast("dict[str, Any]", container), label or "(defaults)"))
     return points
 
 
@@ -143,7 +142,7 @@ def _source_tree(stage: Any) -> str | None:
 def completed_runs(stage_name: str, root: Path) -> list[dict[str, Any]]:
     """Locks of the completed runs of a stage (scan of ``<root>/<stage>``)."""
     base = root / stage_name
-    out = []
+    out: list[dict[str, Any]] = []
     if not base.is_dir():
         return out
     for lock_path in base.rglob("run.lock"):
@@ -247,7 +246,7 @@ def run_sweep(
             {
                 "sweep": sweep_id,
                 "stage": stage.name,
-                "created": datetime.now(timezone.utc).isoformat(),
+                "created": datetime.now(UTC).isoformat(),
                 "backend": backend,
                 "points": ordered,
             },

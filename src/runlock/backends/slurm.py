@@ -56,7 +56,7 @@ class Requeueable:
                 raise  # not under submitit: the default action would just kill the process
             os.kill(os.getpid(), usr_sig)
             time.sleep(120)
-            raise BackendError("the requeue signal was not handled: is this a submitit job?")
+            raise BackendError("the requeue signal was not handled: is this a submitit job?") from None
 
     def checkpoint(self, chunk: Any) -> Any:
         from submitit.helpers import DelayedSubmission

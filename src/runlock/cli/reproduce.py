@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if rep.error:
         print(f"the reproduction failed: {rep.error}")
     for f in rep.files:
-        if f.status == "same" and not args.all_files or f.status == "ignored" and not args.verbose:
+        if (f.status == "same" and not args.all_files) or (f.status == "ignored" and not args.verbose):
             continue
         print(f"  {f.status:8} {f.path}")
     same = sum(f.status == "same" for f in rep.files)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .ls import add_root_argument, root_of
@@ -64,7 +64,7 @@ def sections_for(record: RunRecord) -> list[Section]:
     run.add("start", fmt_time(record.start))
     end_ts = to_timestamp(timing.get("end"))
     if end_ts is not None:
-        run.add("end", fmt_time(datetime.fromtimestamp(end_ts, timezone.utc)))
+        run.add("end", fmt_time(datetime.fromtimestamp(end_ts, UTC)))
     run.add("duration", fmt_duration(record.duration))
     if lock.get("pid"):
         run.add("pid", f"{lock['pid']} on {record.hostname or '?'}")
