@@ -221,3 +221,25 @@ def test_unwritable_results_dir_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(runlock.RunlockError, match="Cannot create"):
         nowhere()
+
+
+def test_torch_seeded_when_imported_inside_the_stage(tmp_path: Path, results: Path) -> None:
+    """PyTorch is seeded even when first imported during the run (a post-import hook)."""
+    pytest.importorskip("torch")  # optional: installed on machines that have it
+    import subprocess
+    import sys
+
+    script = tmp_path / "t.py"
+    script.write_text(
+        "import sys, runlock\n"
+        "assert 'torch' not in sys.modules\n"
+        "@runlock.stage(snapshot=False)\n"
+        "def draw(seed: int | None = None):\n"
+        "    import torch\n"
+        "    return float(torch.rand(1))\n"
+        "print(draw(seed=int(sys.argv[1])))\n"
+    )
+    outs = [subprocess.run([sys.executable, str(script), s], capture_output=True, text=True, check=True).stdout for s in ("5", "5", "6")]
+    assert outs[0] == outs[1] != outs[2]
+    locks = sorted((results / "draw").iterdir())
+    assert all(load_lock(d)["seed"] in (5, 6) for d in locks)
