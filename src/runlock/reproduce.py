@@ -142,6 +142,8 @@ def _import_spec(lock: dict[str, Any], worktree: Path) -> dict[str, Any]:
     if not module or not qualname or not source:
         raise UsageError(f"The lock of run {lock.get('id')} does not record its function "
                          "(function.module / qualname / source_file).")
+    if str(module).startswith("__runlock_main_"):  # a script's sweep point (locks before 0.1.0)
+        module = "__main__"
     src = Path(str(source))
     if src.is_absolute():
         try:
