@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_id ON runs(id);
 CREATE INDEX IF NOT EXISTS runs_stage ON runs(stage, start_ts);
+-- unreadable locks are reported on every query: a partial index avoids scanning every row
+CREATE INDEX IF NOT EXISTS runs_broken ON runs(path) WHERE error IS NOT NULL;
 CREATE TABLE IF NOT EXISTS params (
     run INTEGER NOT NULL, section TEXT NOT NULL, key TEXT NOT NULL, num REAL, text TEXT,
     is_str INTEGER NOT NULL,        -- text ordering (< >) applies to strings only
