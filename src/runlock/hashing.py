@@ -30,7 +30,6 @@ import contextlib
 import logging
 import os
 import stat as stat_mod
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -411,10 +410,9 @@ def _progress(label: str, nbytes: int, nfiles: int, show: bool | None) -> Iterat
 
 
 def _stderr_tty() -> bool:
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced or closed stderr
-        return False
+    from .logs import use_rich
+
+    return use_rich()
 
 
 def _needs_stat(cache: HashCache | None, progress: bool | None) -> bool:

@@ -24,12 +24,17 @@ def verbosity_level(verbose: int = 0, quiet: int = 0) -> int:
 
 
 def use_rich(stream: object = None) -> bool:
-    """Rich output only on an interactive terminal, never in CI or when piped."""
+    """Rich output (log lines, progress bars) only on an interactive terminal, never in CI or
+    when piped. The one place that decides it, so every bar behaves the same."""
     stream = stream or sys.stderr
-    if os.environ.get("CI") or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get("NO_COLOR"):
         return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    if os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())  # type: ignore[union-attr]
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
 
 
 def _console_handler(level: int) -> logging.Handler:

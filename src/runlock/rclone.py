@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -311,9 +310,6 @@ def ping(remote: str) -> None:
 
 def progress_wanted(quiet: bool = False) -> bool:
     """Progress bars only on a terminal, never in logs or CI."""
-    return (
-        not quiet
-        and sys.stderr.isatty()
-        and os.environ.get("CI", "").lower() not in ("1", "true")
-        and os.environ.get("TERM") != "dumb"
-    )
+    from .logs import use_rich
+
+    return not quiet and use_rich()

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import threading
 import time
 import uuid
@@ -40,6 +39,7 @@ from typing import Any, Self
 
 from runlock.backends.base import Backend, RequeueRequest, get_backend, worker_deadline
 from runlock.errors import UsageError
+from runlock.logs import use_rich
 from runlock.tasks import TaskCounts, TaskStore, new_owner_id, tasks_digest
 
 __all__ = ["Chunk", "ChunkWorker", "MapSummary", "execute_map"]
@@ -400,7 +400,7 @@ def execute_map(
         raise_errors=raise_errors,
         parent_pid=os.getpid(),
     )
-    show = sys.stderr.isatty() if progress is None else progress
+    show = use_rich() if progress is None else progress
     if on_event is not None:
         on_event("start", store.counts(ids))
     log.info(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..logs import use_rich
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
     uri = resolve_tracking_uri(args.tracking_uri, root=root)
     failures: list[tuple[Path, str]] = []
-    interactive = sys.stderr.isatty()
+    interactive = use_rich()
 
     def note(path: Path, run_id: str | None, error: str | None) -> None:
         if error is not None:
