@@ -9,6 +9,7 @@ set -euo pipefail
 SLURM_DIR=${SLURM_DIR:-/tmp/slurm-local}
 SLURM_DBD=${SLURM_DBD:-1}
 export DEBIAN_FRONTEND=noninteractive
+bash "$(dirname "$0")/devnull-ok.sh"   # munged and slurmdbd run as other users
 
 pkgs=(munge slurmctld slurmd slurm-client)
 [ "$SLURM_DBD" = 1 ] && pkgs+=(slurmdbd mariadb-server)
