@@ -245,13 +245,13 @@ def test_parse_since() -> None:
 
 
 # Each case is checked in SQL (through the index) and in Python (Condition.matches): they agree.
-VALUES: list[Any] = [0.1, 0.01, 1, True, False, None, "adam", "0.1", [1, 2]]
+VALUES: list[Any] = [0.1, 0.01, 1, True, False, None, "adam", "0.1", [1, 2], float("nan"), "nan"]
 
 
 @pytest.mark.parametrize(
     "expr",
     ["v=0.1", "v=1", "v>0.05", "v<=1", "v=true", "v=false", "v=null", "v=adam", "v!=adam",
-     "v!=0.1", "v>a", "v=[1, 2]"],
+     "v!=0.1", "v>a", "v=[1, 2]", "v=nan", "v!=nan"],
 )  # fmt: skip
 def test_where_sql_agrees_with_python(tmp_path: Path, expr: str) -> None:
     for i, value in enumerate(VALUES):

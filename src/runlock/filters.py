@@ -10,9 +10,8 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import UsageError
 
@@ -56,8 +55,7 @@ def parse_value(text: str) -> Scalar:
     return t if math.isnan(value) else value
 
 
-@dataclass(frozen=True)
-class Condition:
+class Condition(NamedTuple):
     """One ``--where`` condition: ``section`` is None for a bare key (config first, then result)."""
 
     section: str | None

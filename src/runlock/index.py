@@ -11,7 +11,6 @@ rebuilt silently, and a read-only results root falls back to an in-memory index.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import marshal
 import math
@@ -19,11 +18,12 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import xxhash
 
 from .errors import LockFileError, RunlockError
 from .filters import Condition, as_text
@@ -189,8 +189,7 @@ def _param_row(run: int, section: str, key: str, value: Any) -> tuple[Any, ...]:
     return (run, section, key, _num(value), as_text(value), int(isinstance(value, str)))
 
 
-@dataclass(frozen=True)
-class _Parsed:
+class _Parsed(NamedTuple):
     path: str
     mtime_ns: int
     size: int
@@ -319,20 +318,23 @@ def lock_columns(lock_path: Path) -> dict[str, Any]:
     return _row(parsed)[0]
 
 
-def _match_sql(cond: Condition) -> tuple[str, list[Any]]:
-    """SQL over ``p.num`` / ``p.text`` for one condition (``!=`` is the negated ``=``)."""
+def _match_sql(cond: Condition) -> list[tuple[str, list[Any]]]:
+    """SQL over ``p.num`` / ``p.text`` for one condition (``!=`` is the negated ``=``), as
+    alternatives that are OR-ed: each one is a range of the ``params(key, section, num)`` index."""
     v = cond.value
     if cond.op in ("=", "!="):
         if isinstance(v, bool) or v is None:
-            return "p.text = ?", [as_text(v)]
+            return [("p.text = ?", [as_text(v)])]
         if isinstance(v, (int, float)):
-            return "(p.num = ? OR p.text = ?)", [float(v), as_text(v)]
-        return "p.text = ?", [v]
+            # A numeric row's text is its str(): only rows without a number (strings, booleans,
+            # NaN) can match by text, so the text arm need not look at numeric rows at all.
+            return [("p.num = ?", [float(v)]), ("p.num IS NULL AND p.text = ?", [as_text(v)])]
+        return [("p.text = ?", [v])]
     if isinstance(v, bool) or v is None:
-        return "0", []  # booleans and null have no order
+        return [("0", [])]  # booleans and null have no order
     if isinstance(v, (int, float)):
-        return f"p.num {cond.op} ?", [float(v)]
-    return f"(p.is_str AND p.text {cond.op} ?)", [v]
+        return [(f"p.num {cond.op} ?", [float(v)])]
+    return [(f"p.is_str AND p.text {cond.op} ?", [v])]
 
 
 def condition_sql(cond: Condition, sections: Sequence[str]) -> tuple[str, list[Any]]:
@@ -340,29 +342,31 @@ def condition_sql(cond: Condition, sections: Sequence[str]) -> tuple[str, list[A
 
     ``sections``: where the key exists in this index ("config", "result" or both). With one
     section the predicate is a non-correlated ``rowid IN (...)`` that SQLite answers from the
-    ``params(key, section, num)`` index; a bare key present in both needs the per-run choice
-    "config when the run's config has it, else result".
+    ``params(key, section, num)`` index (one sub-select per alternative, joined by UNION ALL:
+    SQLite does not split an OR into index ranges by itself); a bare key present in both needs
+    the per-run choice "config when the run's config has it, else result".
     """
-    match, args = _match_sql(cond)
+    arms = _match_sql(cond)
+    sql_args: list[Any] = []
     if cond.section is not None or len(sections) <= 1:
         section = cond.section or (sections[0] if sections else "config")
-        sql = (
-            "runs.rowid IN (SELECT p.run FROM params p WHERE p.key = ? AND p.section = ? "
-            f"AND {match})"
-        )
-        sql_args = [cond.key, section, *args]
+        selects = []
+        for match, args in arms:
+            selects.append(f"SELECT p.run FROM params p WHERE p.key = ? AND p.section = ? AND {match}")
+            sql_args += [cond.key, section, *args]
+        sql = f"runs.rowid IN ({' UNION ALL '.join(selects)})"
     else:
+        match = " OR ".join(f"({m})" for m, _ in arms)
         sql = (
             "EXISTS (SELECT 1 FROM params p WHERE p.run = runs.rowid AND p.key = ? AND "
             "p.section = CASE WHEN EXISTS (SELECT 1 FROM params q WHERE q.run = runs.rowid "
-            f"AND q.section = 'config' AND q.key = ?) THEN 'config' ELSE 'result' END AND {match})"
+            f"AND q.section = 'config' AND q.key = ?) THEN 'config' ELSE 'result' END AND ({match}))"
         )
-        sql_args = [cond.key, cond.key, *args]
+        sql_args = [cond.key, cond.key, *(a for _, args in arms for a in args)]
     return (f"NOT {sql}" if cond.op == "!=" else sql), sql_args
 
 
-@dataclass(frozen=True)
-class RefreshStats:
+class RefreshStats(NamedTuple):
     """What one refresh did (for logs and tests)."""
 
     total: int
@@ -483,7 +487,7 @@ class RunIndex:
         # The common case, nothing changed since the last refresh, is answered by one digest of
         # every (path, mtime_ns, size) instead of reading 10,000 rows back. Rows always carry
         # the key of the content they hold, so a digest that differs just means "compare all".
-        signature = hashlib.blake2b(marshal.dumps(found), digest_size=16).hexdigest()
+        signature = xxhash.xxh3_128_hexdigest(marshal.dumps(found))
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'files'").fetchone()
         if row is not None and row[0] == signature:
             return RefreshStats(len(found), 0, 0, 0)

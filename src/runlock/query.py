@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import MissingDependencyError, UsageError
 from .filters import Condition, parse_since, parse_statuses, parse_where_all, split_key
@@ -76,50 +75,101 @@ def effective_status(
     return "running"
 
 
-@dataclass(frozen=True, eq=False)
-class RunRecord:
-    """One run as listed: cheap fields from the index, the full lock loaded on first access."""
+_T = TypeVar("_T")
 
-    id: str
-    stage: str
-    status: str
-    dir: Path
-    start: datetime | None
-    duration: float | None
-    recorded_status: str = ""
-    git_commit: str | None = None
-    git_dirty: bool | None = None
-    snapshot: str | None = None
-    snapshot_ref: str | None = None
-    git_root: str | None = None
-    hostname: str | None = None
-    pid: int | None = None
-    _config_json: str = field(default="{}", repr=False)
-    _result_json: str = field(default="null", repr=False)
+
+class _cached(Generic[_T]):  # noqa: N801 - used like functools.cached_property
+    """``functools.cached_property`` without Python 3.11's per-class lock, which every first
+    access takes: a listing touches four cached fields of each of hundreds of records."""
+
+    def __init__(self, fn: Callable[[Any], _T]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> _T:
+        value = obj.__dict__[self.name] = self.fn(obj)  # later reads hit __dict__, not here
+        return value
+
+
+@cache
+def _parse_key(key: str) -> tuple[bool, tuple[str, ...], str, tuple[str, ...]]:
+    """(is builtin, sections to look in, name, name's parts): parsed once per key, not per run."""
+    if key in BUILTIN_KEYS:
+        return True, (), key, ()
+    section, name = split_key(key)
+    return False, (section,) if section else ("config", "result"), name, tuple(name.split("."))
+
+
+class RunRecord:
+    """One run as listed: cheap fields from the index, the full lock loaded on first access.
+
+    A plain class, not a dataclass: ``runlock ls`` builds one per listed run, and importing
+    ``dataclasses`` (it pulls in ``inspect``) was a tenth of that command's time.
+    """
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - the run id, as everywhere in runlock
+        stage: str,
+        status: str,
+        dir: Path,  # noqa: A002
+        start: datetime | None,
+        duration: float | None,
+        recorded_status: str = "",
+        git_commit: str | None = None,
+        git_dirty: bool | None = None,
+        snapshot: str | None = None,
+        snapshot_ref: str | None = None,
+        git_root: str | None = None,
+        hostname: str | None = None,
+        pid: int | None = None,
+        _config_json: str = "{}",
+        _result_json: str = "null",
+    ) -> None:
+        self.id = id
+        self.stage = stage
+        self.status = status
+        self.dir = dir
+        self.start = start
+        self.duration = duration
+        self.recorded_status = recorded_status
+        self.git_commit = git_commit
+        self.git_dirty = git_dirty
+        self.snapshot = snapshot
+        self.snapshot_ref = snapshot_ref
+        self.git_root = git_root
+        self.hostname = hostname
+        self.pid = pid
+        self._config_json = _config_json
+        self._result_json = _result_json
+
+    def __repr__(self) -> str:
+        return f"RunRecord(id={self.id!r}, stage={self.stage!r}, status={self.status!r}, dir={self.dir!r})"
 
     @property
     def lock_path(self) -> Path:
         return self.dir / "run.lock"
 
-    @cached_property
+    @_cached
     def lock(self) -> dict[str, Any]:
         """The full run.lock (read from disk on first access)."""
         from .lockfile import load_lock
 
         return load_lock(self.lock_path)
 
-    @cached_property
+    @_cached
     def config(self) -> dict[str, Any]:
         value = json.loads(self._config_json)
         return value if isinstance(value, dict) else {}
 
-    @cached_property
+    @_cached
     def result(self) -> Any:
         """The result value stored in the lock (dict or scalar), or None."""
         section = json.loads(self._result_json)
         return section.get("value") if isinstance(section, dict) else None
 
-    @cached_property
+    @_cached
     def params(self) -> dict[str, Any]:
         """Flattened ``config.*`` and ``result.*`` values."""
         from .index import flatten
@@ -128,17 +178,12 @@ class RunRecord:
         out.update({f"result.{k}": v for k, v in self.result_fields.items()})
         return out
 
-    @cached_property
+    @_cached
     def result_fields(self) -> dict[str, Any]:
         """Flattened result: a dict result by its keys, a scalar one as ``value``."""
         from .index import result_fields
 
         return result_fields({"value": self.result})
-
-    def _tree(self, section: str) -> Any:
-        if section == "config":
-            return self.config
-        return self.result if isinstance(self.result, dict) else {"value": self.result}
 
     @property
     def commit(self) -> str | None:
@@ -157,23 +202,29 @@ class RunRecord:
         return value if found else default
 
     def _lookup(self, key: str) -> tuple[bool, Any]:
-        if key in BUILTIN_KEYS:
+        builtin, sections, name, parts = _parse_key(key)
+        if builtin:
             return True, getattr(self, key)
-        section, name = split_key(key)
-        sections = (section,) if section else ("config", "result")
         for sec in sections:  # walk the tree: a leaf ("optim.lr") or a sub-tree ("optim")
-            node: Any = self._tree(sec)
-            for part in name.split("."):
-                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+            node: Any = self.config if sec == "config" else self._result_tree
+            for part in parts:
+                if not isinstance(node, dict):
+                    node = _MISSING
+                    break
+                node = node.get(part, _MISSING)
             if node is not _MISSING:
                 return True, node
-        if "." not in name:
+        if len(parts) == 1:
             return False, None
         params = self.params  # keys that themselves contain dots
         for sec in sections:
             if f"{sec}.{name}" in params:
                 return True, params[f"{sec}.{name}"]
         return False, None
+
+    @_cached
+    def _result_tree(self) -> Any:
+        return self.result if isinstance(self.result, dict) else {"value": self.result}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (``--json`` of ls)."""

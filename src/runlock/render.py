@@ -12,7 +12,6 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
@@ -127,13 +126,15 @@ def print_table(
     out.write("\n".join(lines) + "\n")
 
 
-@dataclass
 class Section:
     """A titled block of ``(label, text)`` lines for show/diff."""
 
-    title: str
-    lines: list[tuple[str, str]] = field(default_factory=list)
-    text: str | None = None  # verbatim block (traceback, patch)
+    def __init__(
+        self, title: str, lines: list[tuple[str, str]] | None = None, text: str | None = None
+    ) -> None:
+        self.title = title
+        self.lines: list[tuple[str, str]] = [] if lines is None else lines
+        self.text = text  # verbatim block (traceback, patch)
 
     def add(self, label: str, value: Any) -> None:
         self.lines.append((label, value if isinstance(value, str) else fmt_value(value)))
@@ -172,13 +173,15 @@ def print_sections(
                 out.write(sec.text.rstrip("\n") + "\n")
 
 
-@dataclass
 class TreeNode:
     """A node of a lineage tree (label plus children), rendered by :func:`print_tree`."""
 
-    label: str
-    children: list[TreeNode] = field(default_factory=list)
-    style: str | None = None
+    def __init__(
+        self, label: str, children: list[TreeNode] | None = None, style: str | None = None
+    ) -> None:
+        self.label = label
+        self.children: list[TreeNode] = [] if children is None else children
+        self.style = style
 
 
 def print_tree(root: TreeNode, stream: IO[str] | None = None) -> None:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import RunDirError
 
@@ -33,6 +32,8 @@ def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None
     stray ``.tmp`` file, never a truncated target. ``durable=False`` skips the fsync (still
     atomic for readers; only a power loss could lose it): for files rewritten soon anyway.
     """
+    import tempfile  # here, not at the top: ``runlock ls`` (which imports this module) never writes
+
     raw = data.encode() if isinstance(data, str) else data
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -91,8 +92,7 @@ def create_unique_dir(base: Path, *, max_tries: int = 10_000) -> Path:
     raise RunDirError(f"Could not find a free run directory name next to {base}.")
 
 
-@dataclass(frozen=True)
-class RunDir:
+class RunDir(NamedTuple):
     """Paths of one run directory."""
 
     path: Path

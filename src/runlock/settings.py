@@ -9,22 +9,19 @@ that they agree on where runs are.
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 DEFAULT_RESULTS = "results"
 
 
-@dataclass(frozen=True)
-class ProjectSettings:
+class ProjectSettings(NamedTuple):
     """The ``[tool.runlock]`` table of the project (all keys optional)."""
 
     project_root: Path | None
     results_root: Path
-    table: dict[str, Any] = field(default_factory=dict)
+    table: dict[str, Any]
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.table.get(key, default)
@@ -38,16 +35,30 @@ def find_pyproject(start: Path) -> Path | None:
     return None
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The parsed file; ``{}`` when unreadable, broken, or not mentioning runlock at all (most
+    projects' pyproject.toml: not parsed, which keeps tomllib out of every ``runlock ls``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    if "runlock" not in text:
+        return {}
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return {}
+
+
 @lru_cache(maxsize=32)
 def _load(start: Path, env_results: str | None) -> ProjectSettings:
     pyproject = find_pyproject(start)
     table: dict[str, Any] = {}
     project_root: Path | None = None
     if pyproject is not None:
-        try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError):
-            data = {}
+        data = _read_toml(pyproject)
         table = dict(data.get("tool", {}).get("runlock", {}) or {})
         if table or "runlock" in data.get("tool", {}):
             project_root = pyproject.parent
