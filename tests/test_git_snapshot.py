@@ -407,3 +407,32 @@ def test_in_process_memo_reuses_only_an_unchanged_worktree(repo: Path) -> None:
     listing = subprocess.run(["git", "ls-tree", "-r", "--name-only", added["snapshot"]["commit"]],
                              cwd=repo, capture_output=True, text=True, check=True).stdout.split()
     assert "sub/deeper/new.py" in listing
+
+
+def test_file_replaced_by_directory_and_back(repo: Path) -> None:
+    """A tracked file that became a directory (and the reverse) is snapshotted as the worktree
+    has it; the user's index is left alone."""
+    before = user_state(repo)
+    (repo / "a.txt").unlink()
+    (repo / "a.txt").mkdir()
+    (repo / "a.txt" / "inner.txt").write_text("now a directory\n")
+    files = tree_files(repo, snap(repo)["snapshot"]["commit"])
+    assert "a.txt/inner.txt" in files and "a.txt" not in files
+
+    os.remove(repo / "src" / "c.py")
+    (repo / "src").rmdir()
+    (repo / "src").write_text("now a file\n")
+    files = tree_files(repo, snap(repo)["snapshot"]["commit"])
+    assert files["src"] == blob_id(repo, repo / "src") and "src/c.py" not in files
+    assert (repo / ".git" / "index").read_bytes() == before[1]
+
+
+def test_memo_after_a_deletion(repo: Path) -> None:
+    """A file deleted before a snapshot that stays deleted keeps the memo; restoring it does not."""
+    (repo / "b.txt").unlink()
+    time.sleep(1.2)
+    first = snap(repo)
+    assert "b.txt" not in tree_files(repo, first["snapshot"]["commit"])
+    assert snap(repo)["snapshot"]["reused"]
+    (repo / "b.txt").write_text("b\n")
+    assert "b.txt" in tree_files(repo, snap(repo)["snapshot"]["commit"])
