@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import xxhash
@@ -275,27 +276,33 @@ def test_unusable_cache_degrades_to_no_cache(
 # -- change detection and errors --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("cached", [True, False], ids=["walk-stat", "no-walk-stat"])
 def test_change_during_hash_is_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    cached: bool,
 ) -> None:
     d = tmp_path / "d"
     victim = _write(d / "sub" / "grows.log", b"x" * 1000)
     _write(d / "stable.txt", b"s")
-    real_read = hashing._read_fd
+    real_readv = os.readv
+    appended = []
 
-    def read_while_writing(fd: int, path: str, size: int, advance: object) -> object:
-        if path.endswith("grows.log"):
+    def readv_while_writing(fd: int, buffers: Any) -> int:
+        if len(appended) < 3 and os.readlink(f"/proc/self/fd/{fd}").endswith("grows.log"):
+            appended.append(fd)
             with open(victim, "ab") as f:  # another process appending while we read
                 f.write(b"more")
-        return real_read(fd, path, size, advance)  # type: ignore[arg-type]
+        return real_readv(fd, buffers)
 
-    monkeypatch.setattr(hashing, "_read_fd", read_while_writing)
+    monkeypatch.setattr(os, "readv", readv_while_writing)
     cache = HashCache(tmp_path / "c.sqlite")
     with caplog.at_level(logging.WARNING, logger="runlock"):
-        got = hash_path(d, cache=cache)
+        # without a cache (or a progress bar) the walk does not stat: one fstat per file
+        got = hash_path(d, cache=cache) if cached else hash_path(d, progress=False)
     assert got["changed_during_hash"] == ["sub/grows.log"]
     assert any("changed while being hashed" in r.getMessage() for r in caplog.records)
-    monkeypatch.setattr(hashing, "_read_fd", real_read)
+    monkeypatch.setattr(os, "readv", real_readv)
+    assert appended
     assert "changed_during_hash" not in hash_path(d, cache=cache)  # and it was not cached
     assert hash_path(d, cache=cache)["hash"] == _dirhash(d)
 
@@ -478,14 +485,14 @@ def test_outputs_tolerate_a_file_deleted_while_listed(
     run = tmp_path / "run"
     _write(run / "result.json", "{}")
     tmp = _write(run / ".run.lock.tmp123", "partial")  # an atomic write in progress
-    real_open = hashing._open
+    real_start = hashing._start
 
-    def open_after_delete(path: str) -> tuple[int, os.stat_result]:
+    def open_after_delete(path: str, advance: Any) -> Any:
         if path.endswith(".tmp123") and tmp.exists():
             tmp.unlink()  # renamed / removed between the listing and the read
-        return real_open(path)
+        return real_start(path, advance)
 
-    monkeypatch.setattr(hashing, "_open", open_after_delete)
+    monkeypatch.setattr(hashing, "_start", open_after_delete)
     assert list(hash_outputs(run)["files"]) == ["result.json"]
     with pytest.raises(DataError, match="not found"):
         hash_path(tmp)
