@@ -6,7 +6,6 @@ import getpass
 import os
 import platform
 import shutil
-import socket
 import sys
 from typing import Any
 
@@ -42,6 +41,16 @@ def _memory_bytes() -> int | None:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def hostname() -> str:
+    """This machine's name, as ``socket.gethostname()`` gives it (on POSIX both read the kernel's
+    node name; ``os.uname`` saves importing socket, ~4 ms of every fresh run)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket  # pragma: no cover - Windows
+
+    return socket.gethostname()
 
 
 def _user() -> str | None:
@@ -101,7 +110,7 @@ def capture_environment() -> dict[str, Any]:
         "python_executable": sys.executable,
         "python_path": list(sys.path),
         "cwd": os.getcwd(),
-        "hostname": socket.gethostname(),
+        "hostname": hostname(),
         "user": _user(),
         "cpu_count": os.cpu_count(),
         "memory_bytes": _memory_bytes(),

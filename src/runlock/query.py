@@ -32,9 +32,9 @@ BUILTIN_KEYS = ("id", "stage", "status", "start", "duration", "commit", "dir")
 
 @cache
 def _this_host() -> str:
-    import socket  # only when a running run must be judged
+    from .environment import hostname  # only when a running run must be judged
 
-    return socket.gethostname()
+    return hostname()
 
 
 def pid_alive(pid: int) -> bool:

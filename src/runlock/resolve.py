@@ -7,7 +7,6 @@ same references and fail with the same messages.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,11 +24,12 @@ def _looks_like_path(ref: str) -> bool:
 
 def record_for_dir(run_dir: Path) -> RunRecord:
     """A record read straight from a run directory's lock (runs outside the results root too)."""
+    from .environment import hostname
     from .index import lock_columns
     from .rundir import LOCK_NAME
 
     cols = lock_columns(run_dir / LOCK_NAME)
-    return RunRecord.from_row(cols, now_ts=time.time(), this_host=socket.gethostname())
+    return RunRecord.from_row(cols, now_ts=time.time(), this_host=hostname())
 
 
 def resolve_run(ref: str | os.PathLike[str], root: Path) -> RunRecord:

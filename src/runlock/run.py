@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import signal
-import socket
 import sys
 import threading
 import time
@@ -34,7 +32,7 @@ from omegaconf import DictConfig, open_dict
 from . import config as cfgmod
 from . import lockfile, seeding
 from .collectors import Collector, RunContext
-from .environment import capture_environment
+from .environment import capture_environment, hostname
 from .errors import ConfigError, UsageError
 from .logs import logger, run_logging
 from .packages import inventory
@@ -233,6 +231,8 @@ def _result_section(rd: RunDir, value: Any) -> dict[str, Any] | None:
             section["value"] = json.loads(text)
         return section
     try:
+        import pickle  # only for results that JSON cannot hold
+
         rd.write(rd.result_pkl.name, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as exc:  # noqa: BLE001 - an unpicklable result must not lose the run
         return {"file": None, "error": f"result not saved: {type(exc).__name__}: {exc}", "repr": repr(value)[:500]}
@@ -397,7 +397,7 @@ class ActiveRun:
             "run_dir": str(rd.path),
             "experiment": experiment,
             "pid": os.getpid(),
-            "hostname": socket.gethostname(),
+            "hostname": hostname(),
             "heartbeat": None,
             "timing": {"start": _iso(now_local), "end": None, "duration_s": None},
             "function": info,

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import pickle
-import socket
 import threading
 import time
 import traceback
@@ -51,7 +50,9 @@ _FAILED_SUFFIX = ".json"
 
 def new_owner_id() -> str:
     """A worker identity that is unique across hosts, processes and requeued SLURM jobs."""
-    host = socket.gethostname().split(".")[0]
+    from .environment import hostname
+
+    host = hostname().split(".")[0]
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
