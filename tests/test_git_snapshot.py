@@ -436,3 +436,13 @@ def test_memo_after_a_deletion(repo: Path) -> None:
     assert snap(repo)["snapshot"]["reused"]
     (repo / "b.txt").write_text("b\n")
     assert "b.txt" in tree_files(repo, snap(repo)["snapshot"]["commit"])
+
+
+def test_repository_found_again_when_a_nested_one_appears(repo: Path) -> None:
+    """The process remembers where the repository is, but not past a `git init` below it."""
+    sub = repo / "sub"
+    sub.mkdir()
+    (sub / "m.py").write_text("x = 1\n")
+    assert snap(sub)["root"] == str(repo)
+    make_repo(sub, {"n.py": "n = 1\n"})
+    assert snap(sub)["root"] == str(sub)

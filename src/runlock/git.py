@@ -416,8 +416,47 @@ def _branch_ref(branch: str) -> str:
     return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
 
 
+#: start dir + discovery environment -> its repository, found earlier in this process
+_LOCATED: dict[tuple[str, ...], _Repo] = {}
+_DISCOVERY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_CEILING_DIRECTORIES",
+                  "GIT_DISCOVERY_ACROSS_FILESYSTEM", "GIT_COMMON_DIR", "GIT_INDEX_FILE")
+
+
 def _locate(start: Path) -> _Repo | None:
-    """The work tree, git dir and index of ``start``'s repository in ONE git call (None outside)."""
+    """The work tree, git dir and index of ``start``'s repository (None outside).
+
+    One git call, remembered for the process: a later run from the same directory checks with
+    a few stats that the repository is still there and that no nested one appeared on the way
+    up, instead of paying a process (~3 ms) on every snapshot.
+    """
+    key = (os.path.abspath(start), *(os.environ.get(k, "") for k in _DISCOVERY_ENV))
+    known = _LOCATED.get(key)
+    if known is not None and _still_located(Path(key[0]), known):
+        return known
+    repo = _locate_uncached(start)
+    if repo is not None:
+        _LOCATED[key] = repo
+    else:
+        _LOCATED.pop(key, None)
+    return repo
+
+
+def _still_located(start: Path, repo: _Repo) -> bool:
+    if not os.path.isfile(repo.git_dir / "HEAD"):
+        return False
+    try:
+        below = start.relative_to(repo.root)
+    except ValueError:
+        return False
+    d = start
+    for _ in below.parts:  # a .git created between start and the root would now win
+        if os.path.lexists(d / ".git"):
+            return False
+        d = d.parent
+    return True
+
+
+def _locate_uncached(start: Path) -> _Repo | None:
     out = _subprocess.run(
         ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-path", "index"],
         cwd=start,
