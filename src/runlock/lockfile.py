@@ -61,9 +61,34 @@ def _to_plain(obj: Any) -> Any:
     return repr(obj)
 
 
-def dumps_lock(data: dict[str, Any]) -> str:
-    body = _to_plain(data)
+#: Sections that are large and the same in every run of a process: their YAML is kept.
+_STABLE_SECTIONS = frozenset({"packages", "environment"})
+_SECTION_YAML: dict[tuple[str, str], str] = {}
+_SECTION_YAML_MAX = 64
+
+
+def _dump(body: Any) -> str:
     return yaml.dump(body, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def dumps_lock(data: dict[str, Any]) -> str:
+    """The lock as YAML text. A block mapping's top-level entries are dumped one by one (the
+    concatenation is the same text), so the package list, most of a lock and identical in
+    every run of a process, is dumped once and not at every start and end of every run."""
+    body = _to_plain(data)
+    parts = []
+    for key, value in body.items():
+        if key not in _STABLE_SECTIONS:
+            parts.append(_dump({key: value}))
+            continue
+        memo_key = (key, repr(value))  # repr is ~10x cheaper than the YAML dump it saves
+        text = _SECTION_YAML.get(memo_key)
+        if text is None:
+            if len(_SECTION_YAML) >= _SECTION_YAML_MAX:
+                _SECTION_YAML.clear()
+            text = _SECTION_YAML[memo_key] = _dump({key: value})
+        parts.append(text)
+    return "".join(parts) if parts else _dump(body)
 
 
 def dump_lock(data: dict[str, Any], path: Path, *, durable: bool = True) -> None:
