@@ -47,12 +47,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
     from .compat import start, tracked
-    from .config import Input
     from .errors import ConfigError, ConfigKeyError, ConfigTypeError, RunlockError
     from .lockfile import load_lock
     from .query import runs
     from .remote import pull, push
     from .run import Outcome, current_run
+    from .schema import Input
     from .script import main
     from .stages import Stage, stage
     from .tracking.metrics import log_metrics

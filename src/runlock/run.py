@@ -38,6 +38,7 @@ from .logs import logger, run_logging
 from .packages import inventory
 from .rundir import RunDir
 from .runid import new_run_id
+from .schema import Schema
 from .settings import results_root
 
 HEARTBEAT_S = 30.0
@@ -520,7 +521,7 @@ class ActiveRun:
 
 def execute(
     fn: Callable[..., Any],
-    schema: cfgmod.Schema,
+    schema: Schema,
     cfg: DictConfig,
     options: StageOptions,
     *,

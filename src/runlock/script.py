@@ -25,6 +25,7 @@ from .errors import ConfigError, RunlockError
 from .interactive import in_interactive_session, push_to_namespace, show_traceback
 from .logs import verbosity_level
 from .run import Outcome, RunInterrupted, _resend_sigterm
+from .schema import describe_fields
 from .stages import Stage
 
 EXIT_FAILED = 1
@@ -33,7 +34,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _fields_epilog(stage: Stage[Any, Any]) -> str:
-    rows = cfgmod.describe_fields(stage.schema)
+    rows = describe_fields(stage.schema)
     if not rows:
         return "This stage has no config fields."
     width = max(len(r[0]) for r in rows)

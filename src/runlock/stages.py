@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import config as cfgmod
 from .errors import ConfigKeyError, UsageError
 from .run import Outcome, StageOptions, execute
+from .schema import input_fields, schema_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,9 +50,9 @@ class Stage(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], options: StageOptions, *, localns: Mapping[str, Any] | None = None) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.schema = cfgmod.schema_of(fn, localns)
+        self.schema = schema_of(fn, localns)
         # Fields declared with runlock.Input are data inputs, hashed like track_data entries.
-        inputs = [f for f in cfgmod.input_fields(self.schema) if f not in options.track_data]
+        inputs = [f for f in input_fields(self.schema) if f not in options.track_data]
         if inputs:
             options = dataclasses.replace(options, track_data=(*options.track_data, *inputs))
         self.options = options

@@ -1,0 +1,130 @@
+"""Config schemas: which dataclass (or keyword parameters) a stage function takes, and its
+fields. No OmegaConf here: a stage is decorated, and its ``--help`` built, without importing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+INPUT_MARK = "runlock_input"
+
+
+def Input(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:  # noqa: N802 - reads as a type
+    """A dataclass field whose value is a data path to hash for the run's lock.
+
+    ``data: str = runlock.Input("data/train")``
+    """
+    metadata = dict(kwargs.pop("metadata", {}) or {})
+    metadata[INPUT_MARK] = True
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# schema discovery
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """How a stage function receives its configuration.
+
+    ``dataclass`` mode: the function takes one dataclass parameter (``param``).
+    ``kwargs`` mode: the function's own keyword parameters form the config.
+    """
+
+    mode: str  # "dataclass" | "kwargs"
+    cls: type | None
+    param: str | None
+    defaults: dict[str, Any]
+    annotations: dict[str, Any]
+
+    @property
+    def field_names(self) -> list[str]:
+        if self.cls is not None:
+            return [f.name for f in dataclasses.fields(self.cls)]
+        return list(self.defaults)
+
+
+def schema_of(fn: Callable[..., Any], localns: Mapping[str, Any] | None = None) -> Schema:
+    """The config schema of a stage function. ``localns``: the decorating scope, so that
+    string annotations (``from __future__ import annotations``) naming local classes resolve."""
+    sig = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn, localns=dict(localns) if localns else None)
+    except Exception:  # noqa: BLE001 - unresolvable forward refs: fall back to raw annotations
+        hints = {k: p.annotation for k, p in sig.parameters.items()}
+    params = [
+        p
+        for p in sig.parameters.values()
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if params:
+        first = params[0]
+        ann = hints.get(first.name, first.annotation)
+        if isinstance(ann, type) and dataclasses.is_dataclass(ann):
+            return Schema("dataclass", ann, first.name, {}, {})
+        if first.default is not inspect.Parameter.empty and dataclasses.is_dataclass(first.default):
+            cls = type(first.default)
+            return Schema("dataclass", cls, first.name, {}, {})
+    defaults = {
+        p.name: (None if p.default is inspect.Parameter.empty else p.default) for p in params
+    }
+    annotations = {p.name: hints.get(p.name, Any) for p in params}
+    return Schema("kwargs", None, None, defaults, annotations)
+
+
+def input_fields(schema: Schema) -> list[str]:
+    """Dotted names of fields declared with :func:`Input` (nested dataclasses included)."""
+    if schema.cls is None:
+        return []
+    out: list[str] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            t = hints.get(f.name)
+            if f.metadata.get(INPUT_MARK):
+                out.append(prefix + f.name)
+            elif isinstance(t, type) and dataclasses.is_dataclass(t):
+                walk(t, f"{prefix}{f.name}.")
+
+    walk(schema.cls, "")
+    return out
+
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, type):
+        return t.__name__
+    return str(t).replace("typing.", "")
+
+
+def describe_fields(schema: Schema) -> list[tuple[str, str, str, str]]:
+    """(dotted name, type, default, help) for every leaf field: what ``--help`` prints."""
+    rows: list[tuple[str, str, str, str]] = []
+    if schema.cls is None:
+        for name, default in schema.defaults.items():
+            rows.append((name, _type_name(schema.annotations.get(name, Any)), repr(default), ""))
+        return rows
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            t = hints.get(f.name, f.type)
+            if isinstance(t, type) and dataclasses.is_dataclass(t):
+                walk(t, f"{prefix}{f.name}.")
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = repr(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                default = repr(f.default_factory())
+            else:
+                default = "(required)"
+            rows.append((prefix + f.name, _type_name(t), default, str(f.metadata.get("help", ""))))
+
+    walk(schema.cls, "")
+    return rows
