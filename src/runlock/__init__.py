@@ -20,7 +20,7 @@ _LAZY = {
     "stage": "runlock.stages",
     "Stage": "runlock.stages",
     "main": "runlock.script",
-    "Input": "runlock.config",
+    "Input": "runlock.schema",
     "Outcome": "runlock.run",
     "current_run": "runlock.run",
     # pycrumbs / footsteps style

@@ -21,7 +21,9 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf import errors as oc_errors
 
+from . import plainconfig
 from .errors import ConfigError, ConfigKeyError, ConfigTypeError
+from .plainconfig import PlainConfig
 from .schema import Schema, _type_name
 
 #: The instant ``${now:...}`` resolves to; one per run so every field sees the same time.
@@ -44,6 +46,8 @@ else:  # pragma: no cover - OmegaConf 2.3
 
 def base_config(schema: Schema, base: Any = None) -> DictConfig:
     """The schema's defaults, optionally updated by ``base`` (a dataclass instance or mapping)."""
+    if isinstance(base, PlainConfig):  # composed without OmegaConf; now something is merged
+        base = plainconfig.to_argument(base)
     try:
         if schema.cls is not None:
             if base is not None and dataclasses.is_dataclass(base) and not isinstance(base, type):
@@ -261,7 +265,9 @@ def resolve(cfg: DictConfig, *, now: datetime, run_id: str, stage: str) -> DictC
 _SIMPLE_INTERP = re.compile(r"\$\{(stage|run\.id|now:([^}]*))\}")
 
 
-def resolve_template(template: str, cfg: DictConfig | None, *, now: datetime, run_id: str, stage: str) -> str:
+def resolve_template(
+    template: str, cfg: DictConfig | PlainConfig | None, *, now: datetime, run_id: str, stage: str
+) -> str:
     """Resolve a directory template such as ``results/${stage}/${now:%y%m%d}`` (config keys too)."""
 
     def simple(m: re.Match[str]) -> str:
@@ -277,7 +283,9 @@ def resolve_template(template: str, cfg: DictConfig | None, *, now: datetime, ru
     base: dict[str, Any] = {"run": {"id": run_id}, "stage": stage}
     root = OmegaConf.create(base)
     if cfg is not None:
-        root = typing.cast(DictConfig, OmegaConf.merge(OmegaConf.to_container(cfg, resolve=True), root))
+        values = (OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig)
+                  else plainconfig.to_plain(cfg))
+        root = typing.cast(DictConfig, OmegaConf.merge(values, root))
     with open_dict(root):
         root["__template__"] = template
     token = _NOW.set(now)
@@ -287,6 +295,11 @@ def resolve_template(template: str, cfg: DictConfig | None, *, now: datetime, ru
         raise ConfigError(f"Cannot resolve the run directory template '{template}': {exc.msg}") from None
     finally:
         _NOW.reset(token)
+
+
+def writable(cfg: DictConfig) -> Any:
+    """A context in which keys may be set on ``cfg`` (OmegaConf's open_dict)."""
+    return open_dict(cfg)
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:

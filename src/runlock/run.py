@@ -25,20 +25,22 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from omegaconf import DictConfig, open_dict
-
-from . import config as cfgmod
-from . import lockfile, seeding
+from . import lockfile, plainconfig, seeding
 from .collectors import Collector, RunContext
 from .environment import capture_environment, hostname
 from .errors import ConfigError, UsageError
 from .logs import logger, run_logging
 from .packages import inventory
+from .plainconfig import PlainConfig
 from .rundir import RunDir
 from .runid import new_run_id
 from .schema import Schema
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 from .settings import results_root
 
 HEARTBEAT_S = 30.0
@@ -137,7 +139,7 @@ def source_file_of(fn: Callable[..., Any]) -> Path | None:
 # directory placement (covers pycrumbs' options)
 
 
-def _dir_template(options: StageOptions, cfg: DictConfig, *, experiment: str | None) -> tuple[str, str | None]:
+def _dir_template(options: StageOptions, cfg: DictConfig | PlainConfig, *, experiment: str | None) -> tuple[str, str | None]:
     """The run directory template and the config field it came from (if any)."""
     field_name = options.dir_field
     if field_name is None and "save_dir" in cfg:
@@ -160,14 +162,18 @@ def _dir_template(options: StageOptions, cfg: DictConfig, *, experiment: str | N
 
 def place_run_dir(
     options: StageOptions,
-    cfg: DictConfig,
+    cfg: DictConfig | PlainConfig,
     *,
     now: datetime,
     run_id: str,
     experiment: str | None,
 ) -> tuple[Path, str | None]:
     template, field_name = _dir_template(options, cfg, experiment=experiment)
-    resolved = cfgmod.resolve_template(template, cfg, now=now, run_id=run_id, stage=options.name)
+    resolved = plainconfig.quick_template(template, now=now, run_id=run_id, stage=options.name)
+    if "${" in resolved:  # config keys in the template: OmegaConf resolves them
+        from . import config as cfgmod
+
+        resolved = cfgmod.resolve_template(template, cfg, now=now, run_id=run_id, stage=options.name)
     path = Path(resolved).expanduser()
     if options.subdir_field:
         if options.subdir_field not in cfg:
@@ -305,7 +311,7 @@ class ActiveRun:
     outcome: Outcome  # set by close()
 
     def __init__(self, rd: RunDir, lock: dict[str, Any], ctx: RunContext, collectors: list[Collector],
-                 writer: LockWriter, resolved: DictConfig, seed: int | None, started: float) -> None:
+                 writer: LockWriter, resolved: DictConfig | PlainConfig, seed: int | None, started: float) -> None:
         self.rd = rd
         self.lock = lock
         self.ctx = ctx
@@ -331,7 +337,7 @@ class ActiveRun:
     def open(
         cls,
         info: dict[str, Any],
-        cfg: DictConfig,
+        cfg: DictConfig | PlainConfig,
         options: StageOptions,
         *,
         source_file: Path | None,
@@ -361,7 +367,7 @@ class ActiveRun:
             now_local = datetime.fromisoformat(previous["timing"]["start"]).astimezone()
         else:
             run_id = new_run_id(now_local)
-        resolved = cfgmod.resolve(cfg, now=now_local, run_id=run_id, stage=options.name)
+        resolved = _config_ops(cfg).resolve(cfg, now=now_local, run_id=run_id, stage=options.name)
         altered: dict[str, Any] = {}
         seed: int | None = None
         if options.seed_field and options.seed_field in resolved:
@@ -380,12 +386,12 @@ class ActiveRun:
                 raise ConfigError(f"inject_dir '{name}' is not a config key.")
         rd = RunDir(Path(reuse_dir).absolute()) if reuse_dir is not None else RunDir.create(target)
         for name in {n for n in (dir_field, options.inject_dir) if n}:
-            with open_dict(resolved):
+            with _config_ops(resolved).writable(resolved):
                 resolved[name] = str(rd.path)
             altered[name] = str(rd.path)
 
-        rd.write(rd.config.name, cfgmod.to_yaml(resolved), durable=False)  # also in the (fsynced) final lock
-        plain_cfg = cfgmod.to_plain(resolved)
+        rd.write(rd.config.name, _config_ops(resolved).to_yaml(resolved), durable=False)  # also in the (fsynced) final lock
+        plain_cfg = _config_ops(resolved).to_plain(resolved)
         info = dict(info)
         info["parameters"] = called_params if called_params is not None else _unresolved(cfg)
         info["altered_parameters"] = altered
@@ -522,7 +528,7 @@ class ActiveRun:
 def execute(
     fn: Callable[..., Any],
     schema: Schema,
-    cfg: DictConfig,
+    cfg: DictConfig | PlainConfig,
     options: StageOptions,
     *,
     called_params: dict[str, Any] | None = None,
@@ -551,7 +557,7 @@ def execute(
     error: BaseException | None = None
     captured: dict[str, Any] = {}
     try:
-        arg = cfgmod.to_argument(run.resolved, schema)
+        arg = _config_ops(run.resolved).to_argument(run.resolved, schema)
         call_args: tuple[Any, ...] = (arg,) if schema.mode == "dataclass" else ()
         call_kwargs: dict[str, Any] = {} if schema.mode == "dataclass" else dict(arg)
         if capture_locals:
@@ -598,7 +604,9 @@ def _write_failed_at_start(rd: RunDir, lock: dict[str, Any], ctx: RunContext, er
     lockfile.dump_lock(lock, rd.lock)
 
 
-def _unresolved(cfg: DictConfig) -> dict[str, Any]:
+def _unresolved(cfg: DictConfig | PlainConfig) -> dict[str, Any]:
+    if isinstance(cfg, PlainConfig):
+        return plainconfig.to_plain(cfg)
     from omegaconf import OmegaConf
 
     out = OmegaConf.to_container(cfg, resolve=False)
@@ -645,3 +653,14 @@ def _resend_sigterm() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _config_ops(cfg: Any) -> Any:
+    """The module that handles ``cfg``: :mod:`.plainconfig` for a plain config (no OmegaConf
+    import), :mod:`.config` (OmegaConf) otherwise. Both offer resolve, writable, to_yaml,
+    to_plain and to_argument."""
+    if isinstance(cfg, PlainConfig):
+        return plainconfig
+    from . import config
+
+    return config

@@ -18,9 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from . import config as cfgmod
+from . import plainconfig
 from .errors import ConfigError, RunlockError
 from .interactive import in_interactive_session, push_to_namespace, show_traceback
 from .logs import verbosity_level
@@ -89,6 +87,8 @@ def _experiments_tree(stage: Stage[Any, Any], args: argparse.Namespace) -> Any:
     candidates.append(Path.cwd() / "experiments.yaml")
     for path in candidates:
         if path.is_file():
+            from . import config as cfgmod
+
             data = cfgmod.load_yaml(path)
             if "experiments" in data:
                 data = data["experiments"]  # type: ignore[index]
@@ -126,6 +126,8 @@ def _main_sweep(stage: Stage[Any, Any], args: argparse.Namespace, parser: argpar
     try:
         experiments: list[tuple[str, Any]] = []
         if args.experiment:
+            from . import config as cfgmod
+
             tree, _ = _experiments_tree(stage, args)
             experiments = cfgmod.select_experiments(tree, args.experiment, stage.schema.field_names)
         points = sweep.plan(
@@ -190,6 +192,13 @@ def _main_map(stage: Stage[Any, Any], args: argparse.Namespace, parser: argparse
 
 
 def compose_from_args(stage: Stage[Any, Any], args: argparse.Namespace) -> tuple[Any, str | None]:
+    if not (args.experiment or args.config or args.overrides_files or args.overrides):
+        # `python train.py`: the defaults, nothing to merge or validate (see plainconfig)
+        plain = plainconfig.plain_config(stage.schema.cls) if stage.schema.cls is not None else None
+        if plain is not None:
+            return plain, None
+    from . import config as cfgmod
+
     experiment = None
     name = None
     if args.experiment:
@@ -276,7 +285,12 @@ def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
             return None
         parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
     if args.show_config:
-        print(OmegaConf.to_yaml(cfg), end="")
+        if isinstance(cfg, plainconfig.PlainConfig):
+            print(plainconfig.to_yaml(cfg), end="")
+        else:
+            from omegaconf import OmegaConf
+
+            print(OmegaConf.to_yaml(cfg), end="")
         return None
     options = dataclasses.replace(stage.options, log_level=level)
     if args.save_dir:

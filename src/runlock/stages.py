@@ -16,14 +16,17 @@ import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from omegaconf import DictConfig, OmegaConf
-
-from . import config as cfgmod
+from . import plainconfig
 from .errors import ConfigKeyError, UsageError
 from .run import Outcome, StageOptions, execute
 from .schema import input_fields, schema_of
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from .plainconfig import PlainConfig
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -100,7 +103,7 @@ class Stage(Generic[P, R]):
 
     def _execute(
         self,
-        cfg: DictConfig,
+        cfg: DictConfig | PlainConfig,
         *,
         called: dict[str, Any] | None = None,
         objects: dict[str, Any] | None = None,
@@ -126,6 +129,10 @@ class Stage(Generic[P, R]):
         experiment_name: str | None = None,
     ) -> DictConfig:
         """Defaults <- base <- config files <- experiment <- override files <- dotlist."""
+        from omegaconf import DictConfig
+
+        from . import config as cfgmod
+
         cfg = cfgmod.base_config(self.schema, base)
         for f in config_files:
             data = cfgmod.load_yaml(f)
@@ -143,9 +150,18 @@ class Stage(Generic[P, R]):
 
     def _config_from_call(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[DictConfig, dict[str, Any], dict[str, Any]]:
+    ) -> tuple[DictConfig | PlainConfig, dict[str, Any], dict[str, Any]]:
         """Config from a library call: ``f(Config(...))``, ``f(cfg, lr=0.1)`` or ``f(lr=0.1)``."""
         schema = self.schema
+        if schema.mode == "dataclass" and not kwargs and len(args) <= 1 and schema.cls is not None:
+            # f() or f(Config(...)): nothing to merge, often nothing OmegaConf would change
+            plain = plainconfig.plain_config(schema.cls, args[0] if args else None)
+            if plain is not None:
+                return plain, plainconfig.to_plain(plain), {}
+        from omegaconf import OmegaConf
+
+        from . import config as cfgmod
+
         if schema.mode == "dataclass":
             base: Any = None
             if len(args) > 1:
@@ -260,7 +276,9 @@ def _stage_from_file(path: str, qualname: str) -> Stage[Any, Any]:
 def _describe(base: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     if dataclasses.is_dataclass(base) and not isinstance(base, type):
         out = dataclasses.asdict(base)
-    elif isinstance(base, DictConfig):
+    elif type(base).__name__ == "DictConfig":  # (OmegaConf is imported: it made one)
+        from omegaconf import OmegaConf
+
         out = OmegaConf.to_container(base, resolve=False)  # type: ignore[assignment]
     else:
         out = dict(base)
