@@ -9,7 +9,6 @@ import textwrap
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import pytest
 from omegaconf import OmegaConf
@@ -24,7 +23,7 @@ TRICKY = ["", " ", "1", "1.0", "-1", "1e3", "0x10", "nan", "inf", ".inf", "yes",
 @dataclass
 class Inner:
     depth: int = 2
-    name: Optional[str] = None  # noqa: UP007 - the spelling users write too
+    name: str | None = None  # noqa: UP007 - the spelling users write too
 
 
 @dataclass

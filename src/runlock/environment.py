@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import platform
 import shutil
 import sys
 from typing import Any
@@ -99,12 +98,18 @@ def recorded_env() -> dict[str, str]:
 
 def capture_environment() -> dict[str, Any]:
     """Everything about the process and machine that can change a run's outcome."""
-    uname = platform.uname()
+    if hasattr(os, "uname"):  # what platform.uname() reads, without importing platform
+        u = os.uname()
+        system, release, machine = u.sysname, u.release, u.machine
+    else:  # pragma: no cover - Windows
+        import platform
+
+        system, release, machine = platform.system(), platform.release(), platform.machine()
     return {
         "argv": list(sys.argv),
         "orig_argv": list(getattr(sys, "orig_argv", sys.argv)),
         "platform": sys.platform,
-        "platform_info": f"{uname.system}-{uname.release}-{uname.machine}",
+        "platform_info": f"{system}-{release}-{machine}",
         "python_version": sys.version,
         "python_implementation": sys.implementation.name,
         "python_executable": sys.executable,

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -183,6 +182,8 @@ def place_run_dir(
     if options.include_timestamp:
         suffix += f"_{now:%Y%m%d-%H%M%S}"
     if options.include_uuid:
+        import uuid  # only for this option
+
         suffix += f"_{uuid.uuid4()}"
     if suffix:
         path = path.with_name(path.name + suffix)
