@@ -39,6 +39,19 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
     return _POOL
 
 
+def _snapshot_options(git: Any, settings: dict[str, Any]) -> Any:
+    return git.SnapshotOptions(**{k: v for k, v in settings.items() if v is not None})
+
+
+def _take_snapshot(where: Path, settings: dict[str, Any], message: str) -> dict[str, Any]:
+    from . import git
+
+    result: dict[str, Any] = git.snapshot(
+        where, _snapshot_options(git, settings), message=message, check_memo=False
+    )
+    return result
+
+
 class GitCollector:
     """Repository basics and a snapshot of the source on the shadow branch."""
 
@@ -53,11 +66,10 @@ class GitCollector:
         return ctx.source_file.parent if ctx.source_file is not None else Path.cwd()
 
     def start(self, ctx: RunContext) -> Any:
-        from . import git
-
         where = self._where(ctx)
-        snapshot = getattr(git, "snapshot", None)
-        if not self.options.snapshot or snapshot is None:
+        if not self.options.snapshot:
+            from . import git
+
             return git.repo_info(where)
         settings: dict[str, Any] = {
             "branch": self.options.snapshot_branch,
@@ -67,16 +79,17 @@ class GitCollector:
             "files_of_interest": tuple(self.options.files_of_interest),
             "exclude_dirs": (ctx.results_root, ctx.run_dir),
         }
-        opts = git.SnapshotOptions(**{k: v for k, v in settings.items() if v is not None})
-        cached = getattr(git, "cached_snapshot", None)
-        if cached is not None:
+        message = f"runlock snapshot of run {ctx.run_id} ({ctx.stage})"
+        loaded = sys.modules.get(f"{__package__}.git")
+        if loaded is not None:
             # Unchanged tree since this process's last run: the section now, no thread, no git.
             # (Checked here in the main thread: a background stat loop would contend for the GIL.)
-            self._cached = cached(where, opts)
+            self._cached = loaded.cached_snapshot(where, _snapshot_options(loaded, settings))
             if self._cached is not None:
                 return None
-        message = f"runlock snapshot of run {ctx.run_id} ({ctx.stage})"
-        self._future = _pool().submit(snapshot, where, opts, message=message, check_memo=False)
+        # Not imported yet (a fresh process, so nothing memoised either): the import (~15 ms)
+        # happens on the snapshot thread too, while this thread writes the run's first files.
+        self._future = _pool().submit(_take_snapshot, where, settings, message)
         return None
 
     def finish(self, ctx: RunContext) -> Any:
