@@ -243,3 +243,30 @@ def test_torch_seeded_when_imported_inside_the_stage(tmp_path: Path, results: Pa
     assert outs[0] == outs[1] != outs[2]
     locks = sorted((results / "draw").iterdir())
     assert all(load_lock(d)["seed"] in (5, 6) for d in locks)
+
+
+def test_gpus_from_nvidia_smi_on_path(results: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """GPUs are read from `nvidia-smi` when it is on PATH (a stand-in script here: the CI
+    machine has no GPU), and a run without it records none."""
+    from runlock.environment import capture_environment
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nobin"))
+    assert capture_environment()["gpus"] == []
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, GPU-1234, 81559, 550.54.15'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+    @runlock.stage(root=results, snapshot=False)
+    def probe(cfg: Config) -> int:
+        return 1
+
+    probe(Config())
+    (lock_path,) = results.rglob("run.lock")
+    assert load_lock(lock_path)["environment"]["gpus"] == [{
+        "index": "0", "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1234",
+        "memory.total": "81559", "driver_version": "550.54.15",
+    }]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import shutil
 import sys
 from typing import Any
 
-from . import _subprocess
 from .redact import redact_env
 
 #: Environment variables worth recording (values are still redacted if they hold URLs with
@@ -53,17 +50,35 @@ def hostname() -> str:
 
 
 def _user() -> str | None:
+    # what getpass.getuser() does, without importing it
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if value := os.environ.get(name):
+            return value
     try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        return os.environ.get("USER")
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers; not POSIX
+        return None
+
+
+def _which(program: str) -> str | None:
+    """``shutil.which`` for a plain program name (shutil and subprocess are imported only when
+    the program exists: every run looks for nvidia-smi, few machines have it)."""
+    for d in os.get_exec_path():
+        path = os.path.join(d, program)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def gpus() -> list[dict[str, str]]:
     """GPUs reported by ``nvidia-smi`` (empty when it is absent or fails)."""
-    exe = shutil.which("nvidia-smi")
+    exe = _which("nvidia-smi")
     if exe is None:
         return []
+    from . import _subprocess
+
     fields = "index,name,uuid,memory.total,driver_version"
     try:
         out = _subprocess.run(
