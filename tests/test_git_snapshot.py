@@ -446,3 +446,30 @@ def test_repository_found_again_when_a_nested_one_appears(repo: Path) -> None:
     assert snap(sub)["root"] == str(repo)
     make_repo(sub, {"n.py": "n = 1\n"})
     assert snap(sub)["root"] == str(sub)
+
+
+def test_memo_watches_the_worktree_after_its_first_full_check(repo: Path) -> None:
+    """Reuse after reuse, a change is still seen: an edit, a new file, a rename, a chmod."""
+    from runlock import git as gitmod
+
+    (repo / "sub").mkdir()
+    (repo / "sub" / "m.py").write_text("x = 1\n")
+    time.sleep(1.2)  # older than the racy-timestamp margin
+    base = snap(repo)["snapshot"]["tree"]
+    edits = [
+        lambda: (repo / "sub" / "m.py").write_text("x = 2\n"),
+        lambda: (repo / "sub" / "new.py").write_text("n = 1\n"),
+        lambda: (repo / "sub" / "new.py").rename(repo / "sub" / "renamed.py"),
+        lambda: (repo / "a.txt").chmod(0o755),
+    ]
+    for edit in edits:
+        assert snap(repo)["snapshot"]["reused"]  # first full check, then the watch
+        assert snap(repo)["snapshot"]["reused"]
+        (memo,) = [m for m in gitmod._MEMO.values() if m.repo.root == repo]  # noqa: SLF001
+        if sys.platform == "linux":
+            assert memo.watch is not None
+        edit()
+        changed = snap(repo)
+        assert not changed["snapshot"]["reused"] and changed["snapshot"]["tree"] != base
+        base = changed["snapshot"]["tree"]
+        time.sleep(1.2)

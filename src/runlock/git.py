@@ -56,6 +56,7 @@ import xxhash
 from . import _subprocess
 from .errors import GitError
 from .redact import redact_url
+from .watch import DirWatch, watch_dirs
 
 logger = logging.getLogger("runlock")
 
@@ -279,6 +280,7 @@ class _Memo:
         root = str(repo.root)
         self.hot = [(p, os.path.lexists(p)) for p in (os.path.join(root, rel) for rel in changed)]
         self.work: list[str] | None = None
+        self.watch: DirWatch | None = None  # set with the first full check (Linux)
 
     def still_valid(self) -> bool:
         if _stat_sig(self.meta) != self.meta_sig:
@@ -291,17 +293,30 @@ class _Memo:
             except OSError:
                 if existed:
                     return False
+        if self.watch is not None:
+            # Watched since the full check below passed: no event, no change since.
+            return not self.watch.changed()
         if self.work is None:  # first reuse in this process: list the tree once (one git call)
-            self.work = _work_paths(self.repo, self.tree, self.skipped)
-        limit = self.t_start - _RACY_NS
+            files, dirs = _work_paths(self.repo, self.tree, self.skipped)
+            self.work = files + dirs
+            # Watches start before the stat check: a change after it is an event, one before
+            # it a new ctime. Later checks then read the watch instead of stat-ing everything.
+            self.watch = watch_dirs(dirs)
         lstat = os.lstat
         for p in self.work:
             try:
                 if lstat(p).st_ctime_ns >= limit:
+                    self.close()
                     return False
             except OSError:
+                self.close()
                 return False
         return True
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
 
 
 def _memo_key(start: Path, options: SnapshotOptions) -> tuple[Any, ...]:
@@ -340,8 +355,8 @@ def _meta_paths(repo: _Repo, ref: str, head_ref: str | None) -> list[str]:
     return [str(p) for p in meta]
 
 
-def _work_paths(repo: _Repo, tree: str, skipped: Sequence[str]) -> list[str]:
-    """Every entry of ``tree`` and the large files left out, every directory above them and the
+def _work_paths(repo: _Repo, tree: str, skipped: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Every entry of ``tree`` and the large files left out; every directory above them and the
     directories next to those (a new untracked file changes its directory's ctime)."""
     out = _run(repo.root, ["ls-tree", "-r", "-z", "--name-only", "--full-tree", tree])
     files = [p for p in out.stdout.split("\0") if p] + list(skipped)
@@ -361,7 +376,7 @@ def _work_paths(repo: _Repo, tree: str, skipped: Sequence[str]) -> list[str]:
                         siblings.add(f"{d}/{e.name}" if d else e.name)
         except OSError:
             pass
-    return [os.path.join(root, p) for p in files] + [os.path.join(root, d) for d in sorted(dirs | siblings)]
+    return [os.path.join(root, p) for p in files], [os.path.join(root, d) for d in sorted(dirs | siblings)]
 
 
 def snapshot_diff(
