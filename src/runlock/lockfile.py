@@ -72,15 +72,19 @@ def _dump(body: Any) -> str:
 
 
 def dumps_lock(data: dict[str, Any]) -> str:
-    """The lock as YAML text. A block mapping's top-level entries are dumped one by one (the
-    concatenation is the same text), so the package list, most of a lock and identical in
-    every run of a process, is dumped once and not at every start and end of every run."""
+    """The lock as YAML text. A block mapping's top-level entries are dumped independently (the
+    concatenated parts are the same text), so the package list and environment, most of a lock
+    and the same in every run of a process, are dumped once, not at each start and end of a run."""
     body = _to_plain(data)
-    parts = []
+    parts: list[str] = []
+    chunk: dict[str, Any] = {}
     for key, value in body.items():
         if key not in _STABLE_SECTIONS:
-            parts.append(_dump({key: value}))
+            chunk[key] = value
             continue
+        if chunk:
+            parts.append(_dump(chunk))
+            chunk = {}
         memo_key = (key, repr(value))  # repr is ~10x cheaper than the YAML dump it saves
         text = _SECTION_YAML.get(memo_key)
         if text is None:
@@ -88,7 +92,9 @@ def dumps_lock(data: dict[str, Any]) -> str:
                 _SECTION_YAML.clear()
             text = _SECTION_YAML[memo_key] = _dump({key: value})
         parts.append(text)
-    return "".join(parts) if parts else _dump(body)
+    if chunk or not parts:
+        parts.append(_dump(chunk))
+    return "".join(parts)
 
 
 def dump_lock(data: dict[str, Any], path: Path, *, durable: bool = True) -> None:
