@@ -11,7 +11,6 @@ import contextvars
 import dataclasses
 import difflib
 import fnmatch
-import re
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
@@ -262,22 +261,11 @@ def resolve(cfg: DictConfig, *, now: datetime, run_id: str, stage: str) -> DictC
     return cfg
 
 
-_SIMPLE_INTERP = re.compile(r"\$\{(stage|run\.id|now:([^}]*))\}")
-
-
 def resolve_template(
     template: str, cfg: DictConfig | PlainConfig | None, *, now: datetime, run_id: str, stage: str
 ) -> str:
     """Resolve a directory template such as ``results/${stage}/${now:%y%m%d}`` (config keys too)."""
-
-    def simple(m: re.Match[str]) -> str:
-        if m.group(1) == "stage":
-            return stage
-        if m.group(1) == "run.id":
-            return run_id
-        return now.strftime(m.group(2))
-
-    quick = _SIMPLE_INTERP.sub(simple, template)
+    quick = plainconfig.quick_template(template, now=now, run_id=run_id, stage=stage)
     if "${" not in quick:  # the common templates need no OmegaConf round trip (~2 ms)
         return quick
     base: dict[str, Any] = {"run": {"id": run_id}, "stage": stage}

@@ -277,6 +277,15 @@ def _buffer(size: int = CHUNK_BYTES) -> memoryview:
     return buf
 
 
+def _open_fd(path: str) -> int:
+    try:
+        return os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError as exc:
+        raise _VanishedError(f"data file vanished while hashing: {path}") from exc
+    except OSError as exc:
+        raise DataError(f"cannot read data file {path}: {exc.strerror}") from exc
+
+
 def _start(path: str, advance: Advance | None) -> tuple[int, str | Any, os.stat_result]:
     """Open ``path``, read its first chunk and ``fstat`` it.
 
@@ -284,12 +293,7 @@ def _start(path: str, advance: Advance | None) -> tuple[int, str | Any, os.stat_
     open/readv/fstat/close, fewer syscalls than a plain ``open().read()`` loop. A larger one
     comes back open as ``(fd, hasher, stat)`` for :func:`_finish`, on this or another thread.
     """
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except FileNotFoundError as exc:
-        raise _VanishedError(f"data file vanished while hashing: {path}") from exc
-    except OSError as exc:
-        raise DataError(f"cannot read data file {path}: {exc.strerror}") from exc
+    fd = _open_fd(path)
     try:
         buf = _buffer()
         # readv into a reused buffer: no allocation per chunk, and the GIL is released.
@@ -339,12 +343,7 @@ def _read_path(path: str, advance: Advance | None) -> _Read:
 
 def _read_checked(path: str) -> _Read:
     """Digest with an ``fstat`` before and after the read: the pair shows a concurrent write."""
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except FileNotFoundError as exc:
-        raise _VanishedError(f"data file vanished while hashing: {path}") from exc
-    except OSError as exc:
-        raise DataError(f"cannot read data file {path}: {exc.strerror}") from exc
+    fd = _open_fd(path)
     try:
         before = os.fstat(fd)
     except OSError as exc:  # pragma: no cover - fstat of an open fd does not fail in practice
