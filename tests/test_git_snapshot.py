@@ -473,3 +473,16 @@ def test_memo_watches_the_worktree_after_its_first_full_check(repo: Path) -> Non
         assert not changed["snapshot"]["reused"] and changed["snapshot"]["tree"] != base
         base = changed["snapshot"]["tree"]
         time.sleep(1.2)
+
+
+def test_diffstat_is_git_diff_shortstat_of_head_and_snapshot(repo: Path) -> None:
+    """The diffstat (taken from the index while the tree is written) is what `git diff
+    --shortstat HEAD <snapshot>` prints: renames, deletions and new files included."""
+    (repo / "a.txt").write_text("a\nmore\n")
+    (repo / "b.txt").rename(repo / "b_renamed.txt")
+    (repo / "src" / "c.py").unlink()
+    (repo / "new.txt").write_text("new\n")
+    info = snap(repo)
+    expected = git(repo, "diff", "--shortstat", "HEAD", info["snapshot"]["commit"]).strip()
+    assert info["diffstat"] == expected and "4 files changed" in expected
+    assert not list((repo / ".git").glob("runlock-index-*"))  # no temporary index left behind

@@ -44,7 +44,7 @@ import random
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -214,11 +214,23 @@ def snapshot(path: Path, options: SnapshotOptions, *, message: str, check_memo: 
                 hint="check out another branch, or configure another snapshot branch "
                 "(SnapshotOptions.branch).",
             )
-        tree, skipped, changed = _write_snapshot_tree(repo, options)
+        early_stat: list[Any] = []
+
+        def start_stat(index: Path) -> None:
+            # The diffstat against HEAD, from the index about to become the tree: it runs beside
+            # write-tree, commit-tree and update-ref instead of after them.
+            head = pending_meta.result()[0]
+            if head is not None and index.exists():
+                copy = index.with_name(index.name + ".stat")
+                _copy_keeping_mtime(index, copy)
+                early_stat.append(pool.submit(_shortstat_of_index, repo.root, head.tree, copy))
+
+        tree, skipped, changed = _write_snapshot_tree(repo, options, on_index=start_stat)
         head, tip, config = pending_meta.result()
         _check_owned(tip, options.branch)
         base_tree = head.tree if head else _EMPTY_TREE.get(len(tree), _EMPTY_TREE[40])
-        pending_stat = pool.submit(_shortstat, repo.root, base_tree, tree)
+        pending_stat = (early_stat[0] if early_stat
+                        else pool.submit(_shortstat, repo.root, base_tree, tree))
         blob_ids = _blob_ids(repo.root, tree, options.files_of_interest)
         head_sha = head.sha if head else None
         commit, reused = _advance(repo.root, ref, tree, head_sha, tip, message, config, options)
@@ -562,7 +574,7 @@ def _remotes(config: Mapping[str, list[str]]) -> dict[str, str]:
 
 
 def _write_snapshot_tree(
-    repo: _Repo, options: SnapshotOptions
+    repo: _Repo, options: SnapshotOptions, on_index: Callable[[Path], None] | None = None
 ) -> tuple[str, list[str], list[str]]:
     """Tree id of the filtered working tree, the paths skipped for their size, and the paths
     that differed from the (private) index."""
@@ -597,6 +609,8 @@ def _write_snapshot_tree(
             replace = ["--replace"] if _file_dir_swap(to_update) else []
             _run(repo.root, ["update-index", "-z", "--add", "--remove", *replace, "--stdin"],
                  extra_env=env, input=payload)
+        if on_index is not None:
+            on_index(tmp_index)  # the index holds the snapshot's content from here on
         tree = _run(repo.root, ["write-tree"], extra_env=env,
                     hint="with a merge in progress, resolve the conflicts first (git status)."
                     ).stdout.strip()
@@ -815,6 +829,16 @@ def _blob_ids(root: Path, tree: str, files: Sequence[str]) -> dict[str, str | No
         if name:
             found[name] = meta.split()[2]
     return {rel: found.get(rel) for rel in sorted(rels)}
+
+
+def _shortstat_of_index(root: Path, base_tree: str, index: Path) -> str:
+    """``git diff --shortstat base tree`` computed from the index the tree is written from."""
+    try:
+        out = _run(root, ["diff", "--cached", "--shortstat", base_tree],
+                   extra_env={"GIT_INDEX_FILE": str(index)})
+        return out.stdout.strip()
+    finally:
+        index.unlink(missing_ok=True)
 
 
 def _shortstat(root: Path, base_tree: str, tree: str) -> str:
