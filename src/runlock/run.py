@@ -36,11 +36,10 @@ from .plainconfig import PlainConfig
 from .rundir import RunDir
 from .runid import new_run_id
 from .schema import Schema
+from .settings import results_root
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
-
-from .settings import results_root
 
 HEARTBEAT_S = 30.0
 #: A result is embedded in the lock when its JSON is at most this long.
