@@ -313,7 +313,7 @@ class _Memo:
             self.work = files + dirs
             # Watches start before the stat check: a change after it is an event, one before
             # it a new ctime. Later checks then read the watch instead of stat-ing everything.
-            self.watch = watch_dirs(dirs)
+            self.watch = watch_dirs(dirs, root=str(self.repo.root))
         lstat = os.lstat
         for p in self.work:
             try:

@@ -78,10 +78,38 @@ class DirWatch:
         self.close()
 
 
-def watch_dirs(dirs: Iterable[str]) -> DirWatch | None:
-    """Watch ``dirs`` from now on; None where inotify is unavailable or a watch fails."""
+#: Filesystems whose changes all happen on this machine, so inotify sees them. On NFS, Lustre,
+#: GPFS, SMB or FUSE mounts a file edited from another host raises no event: no watch there.
+_LOCAL_FS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "overlay",
+                       "jfs", "reiserfs", "bcachefs"})
+
+
+def filesystem_type(path: str, mounts: str = "/proc/self/mounts") -> str | None:
+    """The type of the filesystem holding ``path`` (the longest mount point above it)."""
+    real = os.path.realpath(path)
+    best, fstype = "", None
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, fstype = point, fields[2]
+    except OSError:
+        return None
+    return fstype
+
+
+def watch_dirs(dirs: Iterable[str], *, root: str | None = None) -> DirWatch | None:
+    """Watch ``dirs`` from now on; None where inotify is unavailable, a watch fails, or ``root``
+    is on a filesystem that other machines can change (see ``_LOCAL_FS``)."""
     libc = _load_libc()
     if libc is None:
+        return None
+    if root is not None and filesystem_type(root) not in _LOCAL_FS:
         return None
     fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
     if fd < 0:
