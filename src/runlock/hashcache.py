@@ -280,16 +280,19 @@ class HashCache:
                     return None
             return None  # pragma: no cover - loop always returns
 
-    def _move_aside(self, exc: BaseException) -> None:
+    def _close_connection(self) -> None:
         import sqlite3
 
-        self._recovered = True
         if self._conn is not None:
             try:
                 self._conn.close()
             except sqlite3.Error:
                 pass
             self._conn = None
+
+    def _move_aside(self, exc: BaseException) -> None:
+        self._recovered = True
+        self._close_connection()
         try:
             replaced = self._inode is not None and os.stat(self.path).st_ino != self._inode
         except OSError:
@@ -318,13 +321,6 @@ class HashCache:
         )
 
     def _disable(self, exc: BaseException) -> None:
-        import sqlite3
-
         self._disabled = True
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except sqlite3.Error:
-                pass
-            self._conn = None
+        self._close_connection()
         logger.warning("hash cache %s unavailable (%s); hashing without it", self.path, exc)
