@@ -19,6 +19,7 @@ Targets: (a) <= 1.5x (b) and >= 5x faster than (c).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import resource
@@ -173,6 +174,10 @@ def main() -> None:
     root.mkdir(parents=True)
     t0 = time.perf_counter()
     make_repo(root, a.files)
+    # Flush the ~100 MB the fixture just wrote: otherwise the kernel writes it back during the
+    # timed calls (within ~30 s), and that disk and flusher-thread load lands on whichever
+    # contender runs at the time.
+    os.sync()
     size_mb = sum(f.stat().st_size for f in root.rglob("*.py")) / 1e6
     print(f"repo: {a.files} files, {size_mb:.0f} MB, built in {time.perf_counter() - t0:.1f} s "
           f"({root})")
@@ -195,6 +200,9 @@ def main() -> None:
         for name in order:
             nonce += 1
             perturb(root, a.files, nonce)
+            # Garbage one contender leaves (GitPython leaves plenty) is collected here, not on
+            # the next contender's clock (timeit turns the collector off for the same reason).
+            gc.collect()
             t, c = time.perf_counter(), cpu_seconds()
             cands[name](root)
             if rep:

@@ -487,3 +487,74 @@ def test_diffstat_is_git_diff_shortstat_of_head_and_snapshot(repo: Path) -> None
     expected = git(repo, "diff", "--shortstat", "HEAD", info["snapshot"]["commit"]).strip()
     assert info["diffstat"] == expected and "4 files changed" in expected
     assert not list((repo / ".git").glob("runlock-index-*"))  # no temporary index left behind
+
+
+def test_deleting_the_branch_drops_private_indexes(repo: Path) -> None:
+    """After the branch is deleted and gc'd, no snapshot may reuse blobs only it kept alive."""
+    (repo / "a.txt").write_text("only in the first snapshot\n")
+    first = snap(repo)
+    assert list((repo / ".git" / "runlock").glob("index*"))  # the private index kept
+    assert delete_snapshot_ref(repo) is True
+    assert not list((repo / ".git" / "runlock").glob("index*"))
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+    again = snap(repo)  # a.txt unchanged since: its blob must be written again
+    assert again["snapshot"]["tree"] == first["snapshot"]["tree"]
+    git(repo, "fsck", "--strict", "--no-progress")
+
+
+def _commit_field(repo: Path, commit: str, field: str) -> str:
+    line = next(x for x in git(repo, "cat-file", "-p", commit).splitlines()
+                if x.startswith(field + " "))
+    return line.split(" ", 1)[1].rsplit(" ", 2)[0]  # without the timestamp and zone
+
+
+def test_commit_identity_from_config(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("AUTHOR", "COMMITTER"):
+        for part in ("NAME", "EMAIL"):
+            monkeypatch.delenv(f"GIT_{key}_{part}")
+    git(repo, "config", "user.name", "Ada Lovelace")
+    git(repo, "config", "user.email", "ada@example.invalid")
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "@1700000000 +0100")
+    commit = snap(repo)["snapshot"]["commit"]
+    assert _commit_field(repo, commit, "author") == "Ada Lovelace <ada@example.invalid>"
+    assert _commit_field(repo, commit, "committer") == "Ada Lovelace <ada@example.invalid>"
+    author = next(x for x in git(repo, "cat-file", "-p", commit).splitlines()
+                  if x.startswith("author "))
+    assert author.endswith(" 1700000000 +0100")  # git's own date handling, via git var
+    git(repo, "fsck", "--strict", "--no-progress")
+
+
+def test_commit_identity_falls_back_when_unconfigured(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No user.name/email: a neutral identity (never a guess from the host name); a name or
+    address given in the environment still wins."""
+    for key in ("AUTHOR", "COMMITTER"):
+        for part in ("NAME", "EMAIL"):
+            monkeypatch.delenv(f"GIT_{key}_{part}")
+    monkeypatch.delenv("EMAIL", raising=False)
+    commit = snap(repo)["snapshot"]["commit"]
+    assert _commit_field(repo, commit, "author") == "runlock <runlock@localhost>"
+    assert _commit_field(repo, commit, "committer") == "runlock <runlock@localhost>"
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Grace <Hopper>")
+    (repo / "a.txt").write_text("changed\n")
+    commit = snap(repo)["snapshot"]["commit"]
+    assert _commit_field(repo, commit, "author") == "Grace Hopper <runlock@localhost>"
+    assert _commit_field(repo, commit, "committer") == "runlock <runlock@localhost>"
+    git(repo, "fsck", "--strict", "--no-progress")
+
+
+def test_branch_deleted_behind_runlocks_back(repo: Path) -> None:
+    """`git branch -D` and gc leave the private index naming pruned blobs: the snapshot notices
+    (write-tree checks every object), starts again from the user's index, and stays valid."""
+    (repo / "a.txt").write_text("only in the first snapshot\n")
+    first = snap(repo)
+    git(repo, "branch", "-D", "runlock/snapshots")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+    again = snap(repo)
+    assert again["snapshot"]["tree"] == first["snapshot"]["tree"]
+    assert git(repo, "cat-file", "-p", f"{again['snapshot']['commit']}:a.txt") == (
+        "only in the first snapshot\n")
+    git(repo, "fsck", "--strict", "--no-progress")
