@@ -145,18 +145,21 @@ def count_git_calls(root: Path) -> int:
     from runlock import _subprocess
 
     calls = 0
-    real = _subprocess.run
+    real_run, real_start = _subprocess.run, _subprocess.start
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return real(*args, **kwargs)
+    def counting(real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return real(*args, **kwargs)
+        return call
 
-    _subprocess.run = counting
+    _subprocess.run, _subprocess.start = counting(real_run), counting(real_start)  # type: ignore[assignment]
     try:
-        runlock_snapshot(root)
+        snapshot(root, SnapshotOptions(exclude_dirs=(root / "results",)), message="bench",
+                 check_memo=False)
     finally:
-        _subprocess.run = real
+        _subprocess.run, _subprocess.start = real_run, real_start  # type: ignore[assignment]
     return calls
 
 

@@ -450,8 +450,8 @@ def test_repository_found_again_when_a_nested_one_appears(repo: Path) -> None:
 
 def test_memo_watches_the_worktree_after_its_first_full_check(repo: Path) -> None:
     """Reuse after reuse, a change is still seen: an edit, a new file, a rename, a chmod."""
-    from runlock import git as gitmod
     from runlock import watch
+    from runlock.git import memo as git_memo
 
     (repo / "sub").mkdir()
     (repo / "sub" / "m.py").write_text("x = 1\n")
@@ -466,7 +466,7 @@ def test_memo_watches_the_worktree_after_its_first_full_check(repo: Path) -> Non
     for edit in edits:
         assert snap(repo)["snapshot"]["reused"]  # first full check, then the watch
         assert snap(repo)["snapshot"]["reused"]
-        (memo,) = [m for m in gitmod._MEMO.values() if m.repo.root == repo]  # noqa: SLF001
+        (memo,) = [m for m in git_memo.MEMO.values() if m.repo.root == repo]
         if sys.platform == "linux" and watch.filesystem_type(str(repo)) in watch._LOCAL_FS:  # noqa: SLF001
             assert memo.watch is not None
         edit()
@@ -558,3 +558,18 @@ def test_branch_deleted_behind_runlocks_back(repo: Path) -> None:
     assert git(repo, "cat-file", "-p", f"{again['snapshot']['commit']}:a.txt") == (
         "only in the first snapshot\n")
     git(repo, "fsck", "--strict", "--no-progress")
+
+
+def test_identity_without_git_var_idents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should a git version list no GIT_*_IDENT, the neutral identity and the clock stand in."""
+    from runlock.git.shadow import _idents
+
+    for key in ("AUTHOR", "COMMITTER"):
+        for part in ("NAME", "EMAIL"):
+            monkeypatch.delenv(f"GIT_{key}_{part}")
+    before = int(time.time())
+    author, committer = _idents({"user.name": ["Ada"], "user.email": ["ada@example.invalid"]})
+    who, stamp, zone = author.rsplit(" ", 2)
+    assert who == "runlock <runlock@localhost>" and zone == "+0000"
+    assert before <= int(stamp) <= time.time() + 1
+    assert committer.rsplit(" ", 2)[0] == "runlock <runlock@localhost>"

@@ -1,0 +1,188 @@
+"""A run's source snapshot: the tree, the commit on the shadow branch, and the lock section."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .. import _subprocess
+from ..errors import GitError
+from .commands import EMPTY_TREE, branch_ref, read_commits, run_git
+from .locate import locate, symbolic_head
+from .memo import MEMO, MEMO_MAX, Memo, memo_key
+from .options import SnapshotOptions
+from .shadow import CommitWriters, advance, check_owned, read_config, remote_urls
+from .tree import link_or_copy, write_snapshot_tree
+
+logger = logging.getLogger("runlock")
+
+
+def cached_snapshot(path: Path, options: SnapshotOptions) -> dict[str, Any] | None:
+    """The lock section of this process's last snapshot of ``path`` when nothing it depends on
+    changed since (one ``lstat`` per tracked file and directory, no git process); else None."""
+    start = path if path.is_dir() else path.parent
+    memo = MEMO.get(memo_key(start, options))
+    if memo is None or not memo.still_valid():
+        return None
+    reused = copy.deepcopy(memo.result)
+    reused["snapshot"]["reused"] = True
+    return reused
+
+
+def snapshot(path: Path, options: SnapshotOptions, *, message: str, check_memo: bool = True) -> dict[str, Any]:
+    """Commit the worktree containing ``path`` to the shadow branch; return the lock's git section.
+
+    Keys: ``root, head, branch, dirty, remotes`` (as :func:`repo_info`, ``dirty`` meaning the
+    snapshot differs from HEAD), ``snapshot: {commit, tree, branch, ref, parent_head, reused}``,
+    ``files_of_interest: {relpath: blob sha | None}``, ``diffstat`` and ``skipped_large``.
+    Outside a repository: ``{"repo": None, "skipped": reason}`` and one warning.
+    """
+    start = path if path.is_dir() else path.parent
+    key = memo_key(start, options)
+    if check_memo:
+        cached = cached_snapshot(path, options)
+        if cached is not None:
+            return cached
+    t_start = time.time_ns()
+    ref = branch_ref(options.branch)
+    try:
+        repo = locate(start)
+    except _subprocess.CommandNotFound:
+        return _skipped(path, "git is not installed")
+    if repo is None:
+        return _skipped(path, "not a git repository")
+    head_ref = symbolic_head(repo)
+    if head_ref == ref:
+        raise GitError(
+            f"the snapshot branch {options.branch!r} is checked out in {repo.root}.",
+            hint="check out another branch, or configure another snapshot branch "
+            "(SnapshotOptions.branch).",
+        )
+    # The worktree scan (two git processes) and then hashing, write-tree and the commit are
+    # the critical path. The other git calls run on threads while update-index and write-tree
+    # (one process each) leave the second core free.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        side = _SideCalls(pool, repo.root, ref)
+        try:
+            tree, skipped, changed = write_snapshot_tree(
+                repo, options, on_scanned=side.start, on_index=side.start_diffstat)
+            (head, tip), config = side.commits.result(), side.config.result()
+            check_owned(tip, options.branch)
+            base_tree = head.tree if head else EMPTY_TREE.get(len(tree), EMPTY_TREE[40])
+            pending_stat = side.diffstat or pool.submit(_shortstat, repo.root, base_tree, tree)
+            blob_ids = _blob_ids(repo.root, tree, options.files_of_interest)
+            head_sha = head.sha if head else None
+            commit, reused = advance(side.writers, ref, tree, head_sha, tip, message,
+                                      config, options)
+        finally:
+            side.close()  # the commit writers left unused (a reused tip, an error)
+        result = {
+            "root": str(repo.root),
+            "head": head_sha,
+            "branch": head_ref.removeprefix("refs/heads/") if head_ref else None,
+            "dirty": tree != base_tree or bool(skipped),
+            "remotes": remote_urls(config),
+            "snapshot": {
+                "commit": commit,
+                "tree": tree,
+                "branch": ref.removeprefix("refs/heads/"),
+                "ref": ref,
+                "parent_head": head_sha,
+                "reused": reused,
+            },
+            "files_of_interest": blob_ids,
+            "diffstat": pending_stat.result(),
+            "skipped_large": skipped,
+        }
+        if len(MEMO) >= MEMO_MAX:
+            MEMO.pop(next(iter(MEMO)), None)
+        # a few stats now; the worktree list is only built if this process snapshots again
+        MEMO[key] = Memo(copy.deepcopy(result), repo, tree, head_ref, ref, list(skipped), t_start,
+                           changed)
+        return result
+
+
+class _SideCalls:
+    """The git calls of a snapshot that are off its critical path, on a thread pool: HEAD and
+    the shadow tip, the config and identities, the diffstat, and the commit writers."""
+
+    def __init__(self, pool: ThreadPoolExecutor, root: Path, ref: str) -> None:
+        self.pool, self.root, self.ref = pool, root, ref
+        self.diffstat: Future[str] | None = None
+        self._writers: Future[CommitWriters] | None = None
+
+    def start(self) -> None:
+        """Called once the worktree is scanned, while update-index hashes the changes."""
+        if self._writers is not None:
+            return  # (a second attempt at the tree)
+        self.commits = self.pool.submit(read_commits, self.root, ["HEAD", self.ref])
+        self.config = self.pool.submit(read_config, self.root)
+        self._writers = self.pool.submit(CommitWriters, self.root)
+
+    @property
+    def writers(self) -> CommitWriters:
+        assert self._writers is not None, "start() first"
+        return self._writers.result()
+
+    def start_diffstat(self, index: Path) -> None:
+        """Called when ``index`` holds the snapshot's content: the diffstat against HEAD runs
+        from it while write-tree runs, instead of after it."""
+        head = self.commits.result()[0]
+        if head is not None and index.exists():
+            frozen = index.with_name(index.name + ".stat")
+            link_or_copy(index, frozen)  # write-tree replaces ``index`` meanwhile
+            self.diffstat = self.pool.submit(_shortstat_of_index, self.root, head.tree, frozen)
+
+    def close(self) -> None:
+        if self._writers is not None and self._writers.exception() is None:
+            self._writers.result().close()
+
+
+def _skipped(path: Path, reason: str) -> dict[str, Any]:
+    logger.warning("runlock: source code not snapshotted: %s (%s)", reason, path)
+    return {"repo": None, "skipped": reason}
+
+
+def _blob_ids(root: Path, tree: str, files: Sequence[str]) -> dict[str, str | None]:
+    """Blob id in the snapshot of each file of interest (None when not in the snapshot)."""
+    if not files:
+        return {}
+    real_root = root.resolve()
+    rels: list[str] = []
+    for name in files:
+        p = Path(name)
+        rels.append(Path(os.path.relpath(p.resolve(), real_root)).as_posix() if p.is_absolute()
+                    else p.as_posix())
+    inside = [r for r in rels if r != ".." and not r.startswith("../")]  # git refuses others
+    if not inside:
+        return dict.fromkeys(sorted(rels))
+    out = run_git(root, ["--literal-pathspecs", "ls-tree", "-r", "-z", "--full-tree", tree, "--",
+                      *inside])
+    found: dict[str, str] = {}
+    for entry in out.stdout.split("\0"):
+        meta, _, name = entry.partition("\t")
+        if name:
+            found[name] = meta.split()[2]
+    return {rel: found.get(rel) for rel in sorted(rels)}
+
+
+def _shortstat_of_index(root: Path, base_tree: str, index: Path) -> str:
+    """``git diff --shortstat base tree`` computed from the index the tree is written from."""
+    try:
+        out = run_git(root, ["diff", "--cached", "--shortstat", base_tree],
+                   extra_env={"GIT_INDEX_FILE": str(index)})
+        return out.stdout.strip()
+    finally:
+        index.unlink(missing_ok=True)
+
+
+def _shortstat(root: Path, base_tree: str, tree: str) -> str:
+    if base_tree == tree:
+        return ""
+    return run_git(root, ["diff", "--shortstat", base_tree, tree]).stdout.strip()
