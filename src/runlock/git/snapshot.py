@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import _subprocess
 from ..errors import GitError
-from .commands import EMPTY_TREE, branch_ref, read_commits, run_git
+from .commands import EMPTY_TREE, Commit, branch_ref, read_commits, run_git
 from .locate import locate, symbolic_head
 from .memo import MEMO, MEMO_MAX, Memo, memo_key
 from .options import SnapshotOptions
@@ -75,11 +75,10 @@ def snapshot(path: Path, options: SnapshotOptions, *, message: str, check_memo: 
             (head, tip), config = side.commits.result(), side.config.result()
             check_owned(tip, options.branch)
             base_tree = head.tree if head else EMPTY_TREE.get(len(tree), EMPTY_TREE[40])
-            pending_stat = side.diffstat or pool.submit(_shortstat, repo.root, base_tree, tree)
             blob_ids = _blob_ids(repo.root, tree, options.files_of_interest)
             head_sha = head.sha if head else None
-            commit, reused = advance(side.writers, ref, tree, head_sha, tip, message,
-                                      config, options)
+            commit, reused = advance(side.writers, ref, tree, head_sha, tip, message, config,
+                                     options)
         finally:
             side.close()  # the commit writers left unused (a reused tip, an error)
         result = {
@@ -97,7 +96,7 @@ def snapshot(path: Path, options: SnapshotOptions, *, message: str, check_memo: 
                 "reused": reused,
             },
             "files_of_interest": blob_ids,
-            "diffstat": pending_stat.result(),
+            "diffstat": side.diffstat_or(base_tree, tree),
             "skipped_large": skipped,
         }
         if len(MEMO) >= MEMO_MAX:
@@ -114,7 +113,7 @@ class _SideCalls:
 
     def __init__(self, pool: ThreadPoolExecutor, root: Path, ref: str) -> None:
         self.pool, self.root, self.ref = pool, root, ref
-        self.diffstat: Future[str] | None = None
+        self.diffstat: Future[str | None] | None = None
         self._writers: Future[CommitWriters] | None = None
 
     def start(self) -> None:
@@ -133,11 +132,15 @@ class _SideCalls:
     def start_diffstat(self, index: Path) -> None:
         """Called when ``index`` holds the snapshot's content: the diffstat against HEAD runs
         from it while write-tree runs, instead of after it."""
-        head = self.commits.result()[0]
-        if head is not None and index.exists():
+        if index.exists():
             frozen = index.with_name(index.name + ".stat")
             link_or_copy(index, frozen)  # write-tree replaces ``index`` meanwhile
-            self.diffstat = self.pool.submit(_shortstat_of_index, self.root, head.tree, frozen)
+            self.diffstat = self.pool.submit(_shortstat_of_index, self.root, self.commits, frozen)
+
+    def diffstat_or(self, base_tree: str, tree: str) -> str:
+        """The diffstat started from the index, else ``git diff --shortstat base tree``."""
+        early = self.diffstat.result() if self.diffstat is not None else None
+        return early if early is not None else _shortstat(self.root, base_tree, tree)
 
     def close(self) -> None:
         if self._writers is not None and self._writers.exception() is None:
@@ -172,11 +175,16 @@ def _blob_ids(root: Path, tree: str, files: Sequence[str]) -> dict[str, str | No
     return {rel: found.get(rel) for rel in sorted(rels)}
 
 
-def _shortstat_of_index(root: Path, base_tree: str, index: Path) -> str:
-    """``git diff --shortstat base tree`` computed from the index the tree is written from."""
+def _shortstat_of_index(root: Path, commits: Future[list[Commit | None]], index: Path
+                        ) -> str | None:
+    """``git diff --shortstat HEAD tree`` computed from the index the tree is written from;
+    None without a HEAD commit."""
     try:
-        out = run_git(root, ["diff", "--cached", "--shortstat", base_tree],
-                   extra_env={"GIT_INDEX_FILE": str(index)})
+        head = commits.result()[0]
+        if head is None:
+            return None
+        out = run_git(root, ["diff", "--cached", "--shortstat", head.tree],
+                      extra_env={"GIT_INDEX_FILE": str(index)})
         return out.stdout.strip()
     finally:
         index.unlink(missing_ok=True)
