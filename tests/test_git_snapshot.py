@@ -573,3 +573,25 @@ def test_identity_without_git_var_idents(monkeypatch: pytest.MonkeyPatch) -> Non
     assert who == "runlock <runlock@localhost>" and zone == "+0000"
     assert before <= int(stamp) <= time.time() + 1
     assert committer.rsplit(" ", 2)[0] == "runlock <runlock@localhost>"
+
+
+def test_temporary_indexes_of_killed_snapshots_are_swept(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot killed mid-way leaves its temporary index in .git: a later snapshot removes
+    it once it is an hour old, and never a recent one (another process may be using it)."""
+    from runlock.git import tree
+
+    git_dir = repo / ".git"
+    leftovers = [git_dir / "runlock-index-4242-0123456789ab",
+                 git_dir / "runlock-index-4242-0123456789ab.stat",
+                 git_dir / "runlock-index-4242-0123456789ab.lock"]
+    for path in leftovers:
+        path.write_bytes(b"DIRC")
+    snap(repo)
+    assert all(p.exists() for p in leftovers)  # recent: kept
+    monkeypatch.setattr(tree, "_STALE_S", -60.0)  # as if an hour had passed
+    (repo / "a.txt").write_text("again\n")
+    snap(repo)
+    assert not any(p.exists() for p in leftovers)
+    assert (git_dir / "index").exists() and not list(git_dir.glob("runlock-index-*"))

@@ -62,7 +62,8 @@ def _tree_from(
     on_index: Callable[[Path], None] | None,
 ) -> tuple[str, list[str], list[str]]:
     """:func:`write_snapshot_tree` starting from the index ``source``."""
-    tmp_index = repo.git_dir / f"runlock-index-{os.getpid()}-{os.urandom(6).hex()}"
+    _sweep_stale(repo.git_dir)
+    tmp_index = repo.git_dir / f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
     try:
         if source.exists():  # (a missing index is an empty one)
             link_or_copy(source, tmp_index)
@@ -94,8 +95,12 @@ def _tree_from(
                 ["git", "update-index", "-z", "--add", "--remove", "--replace", "--stdin"],
                 cwd=repo.root, extra_env=env)
         update.send(payload)  # hashing starts now; the side work below runs beside it
-        if on_scanned is not None:
-            on_scanned()
+        try:
+            if on_scanned is not None:
+                on_scanned()
+        except BaseException:
+            update.finish()  # it exits before its index goes away below
+            raise
         finish_git(update, "", repo.root)
         # (Not --missing-ok, though it would save a stat per loose object in each changed
         # directory: the check is what catches a private index naming blobs that are gone.)
@@ -121,6 +126,31 @@ def _tree_from(
             len(skipped), options.max_file_bytes, ", ".join(skipped),
         )
     return tree, skipped, changed
+
+
+_TMP_PREFIX = "runlock-index-"
+#: a temporary index (or its lock, or its diffstat link) this old is a killed process's
+_STALE_S = 3600.0
+
+
+def _sweep_stale(git_dir: Path) -> None:
+    """Remove temporary indexes left by snapshots that were killed (``kill -9``, a node lost).
+
+    Age is the inode's ctime, which a hard link or a copy sets when it is made; no snapshot
+    runs for an hour, and a process on another host sharing the repository cannot be asked.
+    """
+    limit = time.time() - _STALE_S
+    try:
+        with os.scandir(git_dir) as entries:
+            for entry in entries:
+                if entry.name.startswith(_TMP_PREFIX):
+                    try:
+                        if entry.stat(follow_symlinks=False).st_ctime < limit:
+                            os.unlink(entry.path)
+                    except OSError:
+                        pass
+    except OSError:  # housekeeping only
+        pass
 
 
 def _file_dir_swap(paths: Sequence[str]) -> bool:
