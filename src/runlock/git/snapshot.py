@@ -65,10 +65,10 @@ def snapshot(path: Path, options: SnapshotOptions, *, message: str, check_memo: 
             "(SnapshotOptions.branch).",
         )
     # The worktree scan (two git processes) and then hashing, write-tree and the commit are
-    # the critical path. The other git calls run on threads while update-index and write-tree
-    # (one process each) leave the second core free.
+    # the critical path; the other git calls run beside it on threads.
     with ThreadPoolExecutor(max_workers=4) as pool:
         side = _SideCalls(pool, repo.root, ref)
+        side.read_meta()
         try:
             tree, skipped, changed = write_snapshot_tree(
                 repo, options, on_scanned=side.start, on_index=side.start_diffstat)
@@ -116,12 +116,18 @@ class _SideCalls:
         self.diffstat: Future[str | None] | None = None
         self._writers: Future[CommitWriters] | None = None
 
-    def start(self) -> None:
-        """Called once the worktree is scanned, while update-index hashes the changes."""
-        if self._writers is not None:
-            return  # (a second attempt at the tree)
+    def read_meta(self) -> None:
+        """HEAD, the shadow tip, the config and identities: started with the scan (two small
+        processes; in a small repository they would otherwise end up on the critical path)."""
         self.commits = self.pool.submit(read_commits, self.root, ["HEAD", self.ref])
         self.config = self.pool.submit(read_config, self.root)
+
+    def start(self) -> None:
+        """Called once the worktree is scanned, while update-index hashes the changes: the
+        commit writers start on the core it leaves free (during the scan both are busy; on
+        5,000 files starting them earlier measured ~8% slower)."""
+        if self._writers is not None:
+            return  # (a second attempt at the tree)
         self._writers = self.pool.submit(CommitWriters, self.root)
 
     @property
