@@ -9,7 +9,6 @@ limit reached, no libc), :func:`watch_dirs` returns None and callers keep stat-i
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from collections.abc import Iterable
@@ -41,6 +40,8 @@ def _load_libc() -> ctypes.CDLL | None:
     global _libc
     if _libc is None and sys.platform == "linux":
         try:
+            import ctypes.util  # (imports shutil, tempfile, subprocess: only when watching)
+
             lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             lib.inotify_init1.argtypes = [ctypes.c_int]
             lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]

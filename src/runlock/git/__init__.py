@@ -42,12 +42,28 @@ snapshots form a chain, pushing one snapshot commit also transfers the earlier o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .commands import DEFAULT_BRANCH, HEAD_TRAILER, SNAPSHOT_TRAILER
 from .locate import repo_info, repo_root
 from .options import SnapshotOptions
-from .remotes import detached_worktree, fetch_refs, has_commit, push_refs, update_ref
 from .shadow import delete_snapshot_ref, snapshot_diff
 from .snapshot import cached_snapshot, snapshot
+
+if TYPE_CHECKING:
+    from .remotes import detached_worktree, fetch_refs, has_commit, push_refs, update_ref
+
+_LAZY = ("detached_worktree", "fetch_refs", "has_commit", "push_refs", "update_ref")
+
+
+def __getattr__(name: str) -> Any:
+    """The code-remote helpers load on first use: a run's snapshot needs none of them (and
+    ``tempfile`` / ``shutil``, ~5 ms in a fresh process)."""
+    if name in _LAZY:
+        from . import remotes
+
+        return getattr(remotes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_BRANCH",

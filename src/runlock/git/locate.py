@@ -45,8 +45,6 @@ def repo_info(path: Path) -> dict[str, Any] | None:
 
 #: start dir + discovery environment -> its repository, found earlier in this process
 _LOCATED: dict[tuple[str, ...], Repo] = {}
-
-
 _DISCOVERY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_CEILING_DIRECTORIES",
                   "GIT_DISCOVERY_ACROSS_FILESYSTEM", "GIT_COMMON_DIR", "GIT_INDEX_FILE")
 

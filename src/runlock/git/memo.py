@@ -5,19 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..watch import DirWatch, watch_dirs
 from .commands import Repo, run_git
 from .options import SnapshotOptions
 
+if TYPE_CHECKING:
+    from ..watch import DirWatch
+
 #: (start dir, filters) -> the last snapshot of this process and what it depends on
 MEMO: dict[tuple[Any, ...], Memo] = {}
-
-
 MEMO_MAX = 16
-
-
 #: margin for the filesystem's coarse timestamps: a worktree entry whose ctime is not at least
 #: this much older than the snapshot's start may have changed during or after it
 _RACY_NS = 1_000_000_000
@@ -65,6 +63,9 @@ class Memo:
             self.work = files + dirs
             # Watches start before the stat check: a change after it is an event, one before
             # it a new ctime. Later checks then read the watch instead of stat-ing everything.
+            from ..watch import watch_dirs  # (ctypes: ~10 ms to import; a run that snapshots
+            # once never gets here)
+
             self.watch = watch_dirs(dirs, root=str(self.repo.root))
         lstat = os.lstat
         for p in self.work:
