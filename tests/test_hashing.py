@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import xxhash
 
-from runlock import hashing
 from runlock.errors import DataError
 from runlock.hashcache import HashCache
 from runlock.hashing import BackgroundHasher, hash_outputs, hash_path, verify_outputs
@@ -485,14 +484,16 @@ def test_outputs_tolerate_a_file_deleted_while_listed(
     run = tmp_path / "run"
     _write(run / "result.json", "{}")
     tmp = _write(run / ".run.lock.tmp123", "partial")  # an atomic write in progress
-    real_start = hashing._start
+    from runlock.hashing import read as hashing_read
+
+    real_start = hashing_read._start
 
     def open_after_delete(path: str, advance: Any) -> Any:
         if path.endswith(".tmp123") and tmp.exists():
             tmp.unlink()  # renamed / removed between the listing and the read
         return real_start(path, advance)
 
-    monkeypatch.setattr(hashing, "_start", open_after_delete)
+    monkeypatch.setattr(hashing_read, "_start", open_after_delete)
     assert list(hash_outputs(run)["files"]) == ["result.json"]
     with pytest.raises(DataError, match="not found"):
         hash_path(tmp)
