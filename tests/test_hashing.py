@@ -497,3 +497,12 @@ def test_outputs_tolerate_a_file_deleted_while_listed(
     assert list(hash_outputs(run)["files"]) == ["result.json"]
     with pytest.raises(DataError, match="not found"):
         hash_path(tmp)
+
+
+def test_progress_bar_does_not_change_the_hash(tmp_path: Path) -> None:
+    """The bar (forced on, as on a terminal) only watches the reads."""
+    for i in range(3):
+        _write(tmp_path / "d" / f"f{i}.bin", "x" * (i * 70_000))
+    shown = hash_path(tmp_path / "d", progress=True)
+    assert shown == hash_path(tmp_path / "d", progress=False)
+    assert shown["files"] == 3

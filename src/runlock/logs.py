@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 LOGGER_NAME = "runlock"
 logger = logging.getLogger(LOGGER_NAME)
@@ -35,6 +36,25 @@ def use_rich(stream: object = None) -> bool:
         return bool(stream.isatty())  # type: ignore[union-attr]
     except (AttributeError, ValueError):  # replaced or closed stream
         return False
+
+
+def transfer_bar(description: str = "{task.description}") -> Any:
+    """A rich progress bar for bytes moving (hashing, push/pull) on stderr, gone when done.
+
+    The caller decides whether to show one (:func:`use_rich`); rich is imported only then.
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(TextColumn(description), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
 
 
 def _console_handler(level: int) -> logging.Handler:

@@ -190,14 +190,7 @@ def copy(
 
 def _copy_with_progress(args: list[str], *, what: str, label: str) -> TransferStats:
     """Run the copy in a worker thread and draw rclone's JSON stats as a rich progress bar."""
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from .logs import transfer_bar
 
     fd, log_name = tempfile.mkstemp(prefix="runlock-rclone-", suffix=".log")
     os.close(fd)
@@ -216,10 +209,7 @@ def _copy_with_progress(args: list[str], *, what: str, label: str) -> TransferSt
     thread = threading.Thread(target=work, name="runlock-rclone", daemon=True)
     lines: list[str] = []
     try:
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(), transient=True, console=None,
-        ) as bar, open(log, encoding="utf-8", errors="replace") as f:
+        with transfer_bar() as bar, open(log, encoding="utf-8", errors="replace") as f:
             task = bar.add_task(label, total=None)
             thread.start()
             while True:

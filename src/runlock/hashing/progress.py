@@ -20,25 +20,9 @@ def progress_bar(label: str, nbytes: int, nfiles: int, show: bool | None) -> Ite
     if not show:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from ..logs import transfer_bar
 
-    with Progress(
-        TextColumn("hashing {task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
+    with transfer_bar("hashing {task.description}") as bar:
         task = bar.add_task(label, total=nbytes)
         yield lambda n: bar.advance(task, n)
 
