@@ -10,9 +10,10 @@ Source snapshots
 :func:`snapshot` records the working tree (tracked changes, deletions and untracked files that
 are not gitignored) as a commit on a *shadow branch* (``runlock/snapshots`` by default) without
 touching the user's HEAD, index, worktree, stash or current branch. It uses git plumbing on a
-temporary index: the real index is copied (its stat data lets git skip re-hashing unchanged
-files), only the changed paths are hashed into the copy, then ``write-tree`` / ``commit-tree`` /
-``update-ref`` (compare-and-swap, retried on races).
+temporary index: a hard link of the real index, or of the private index the previous snapshot
+left (its stat data lets git skip re-hashing unchanged files); only the changed paths are
+hashed into it, then ``write-tree``, ``hash-object -t commit`` and ``update-ref --stdin``
+(compare-and-swap, retried on races). The user's identity comes from ``git var -l``.
 
 Each snapshot commit has the previous snapshot as its **first** parent (so
 ``git log --first-parent runlock/snapshots`` browses the snapshots, newest first) and the HEAD
