@@ -23,6 +23,10 @@ from runlock.query import runs
 SRC = Path(runlock.__file__).resolve().parents[1]
 
 
+#: An hour ago, whole seconds: default start of the synthetic runs.
+_ANCHOR = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
 def make_run(
     root: Path,
     stage: str = "train",
@@ -38,7 +42,8 @@ def make_run(
     """Write a schema-1 lock the way the stage decorator does (only the fields ls reads)."""
     make_run.counter = getattr(make_run, "counter", 0) + 1  # type: ignore[attr-defined]
     n = make_run.counter  # type: ignore[attr-defined]
-    start = start or datetime(2026, 11, 25, 12, 0, tzinfo=UTC) + timedelta(seconds=n)
+    # relative to now: `--since` filters and "crashed" judgements must not depend on the date
+    start = start or _ANCHOR + timedelta(seconds=n)
     run_id = run_id or f"{start:%Y%m%dT%H%M%S}-{n:06x}"
     d = root / sub / stage / run_id
     lock = {
