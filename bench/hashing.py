@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import xxhash
 
-from runlock.hashcache import HashCache
 from runlock.hashing import hash_path
+from runlock.hashing.cache import HashCache
 
 CHUNK = 1 << 20
 

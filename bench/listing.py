@@ -75,7 +75,7 @@ def _records(n: int) -> list[dict[str, object]]:
 
 def _lock_template() -> str:
     """A realistic lock (as the stage decorator writes it) with placeholders for the values."""
-    from runlock.lockfile import dumps_lock
+    from runlock.record.lockfile import dumps_lock
 
     lock = {
         "schema": 1, "id": "@ID@", "stage": "train", "status": "completed", "run_dir": "@DIR@",
@@ -229,8 +229,8 @@ def run_bench(data: Path) -> None:
     for w in WHERE:
         cli += ["--where", w]
 
-    from runlock import query
-    from runlock.index import RunIndex, index_path
+    from runlock.browse import query
+    from runlock.browse.index import RunIndex, index_path
 
     # Cold index build, once (not part of the comparison: it happens once per results root).
     index_path(root).unlink(missing_ok=True)

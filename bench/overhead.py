@@ -439,7 +439,7 @@ with open(os.environ["BENCH_RESULT"], "w") as f:
 """
 #: name -> (imports, inventory code leaving {name: version} in `inv`)
 INVENTORIES = {
-    "runlock.packages.inventory()": ("from runlock.packages import inventory", "inv = inventory()[0]"),
+    "runlock.capture.packages.inventory()": ("from runlock.capture.packages import inventory", "inv = inventory()[0]"),
     "importlib.metadata.distributions() (name, version)":
         ("import importlib.metadata as md", "inv = {d.name: d.version for d in md.distributions()}"),
     "importlib.metadata.distributions() (metadata['Name'], version)":
@@ -477,7 +477,7 @@ def part_inventory(b: Bench, n: int) -> dict[str, Any]:
                       **{k: inproc(k) for k in INVENTORIES}}, n)
     for k in INVENTORIES:
         first[k], second[k], imp[k] = first[k][-n:], second[k][-n:], imp[k][-n:]
-    ref = first["runlock.packages.inventory()"]
+    ref = first["runlock.capture.packages.inventory()"]
     rows = []
     for k in INVENTORIES:
         rows.append([k, fmt_ms(median(imp[k])), fmt_ms(median(first[k])), fmt_ms(median(second[k])),
@@ -495,13 +495,13 @@ def part_inventory(b: Bench, n: int) -> dict[str, Any]:
         sys.path.insert(0, %r)
         from common import alternate
         import importlib.metadata as md
-        from runlock.packages import inventory
+        from runlock.capture.packages import inventory
         s = alternate({"runlock": inventory,
                        "importlib.metadata": lambda: {d.name: d.version for d in md.distributions()}}, 15)
         json.dump(s, open(os.environ["BENCH_RESULT"], "w"))
     """) % str(HERE)
     _, warm = run_child_json([PY, "-c", code], cwd=b.repo, env=b.env("runlock"))
-    print(f"warm, in-process (15 alternated calls): runlock.packages.inventory() "
+    print(f"warm, in-process (15 alternated calls): runlock.capture.packages.inventory() "
           f"{fmt_ms(median(warm['runlock']))} ms, importlib.metadata.distributions() "
           f"{fmt_ms(median(warm['importlib.metadata']))} ms "
           f"({fmt_x(paired_ratio(warm['importlib.metadata'], warm['runlock']))} runlock's)")
@@ -520,9 +520,9 @@ sys.path.insert(0, os.environ["BENCH_DIR"])
 from common import median
 
 import runlock
-import runlock.run as R, runlock.config as C, runlock.lockfile as L, runlock.rundir as RD
-import runlock.builtin_collectors as BC, runlock.git as G, runlock._subprocess as SP
-import runlock.seeding as SEED, runlock.stages as ST
+import runlock.stages.run as R, runlock.config.omega as C, runlock.record.lockfile as L, runlock.record.rundir as RD
+import runlock.capture.builtin as BC, runlock.git as G, runlock._subprocess as SP
+import runlock.capture.seeding as SEED, runlock.stages.decorator as ST
 
 @dataclass
 class Cfg:
@@ -704,8 +704,8 @@ t0 = time.perf_counter(); platform.uname(); res["platform.uname() 1st call"] = [
 t0 = time.perf_counter(); platform.uname(); res["platform.uname() cached"] = [time.perf_counter() - t0]
 
 import yaml
-import runlock.lockfile as L, runlock.config as C, runlock.seeding as SEED, runlock.environment as E
-import runlock.rundir as RD
+import runlock.record.lockfile as L, runlock.config.omega as C, runlock.capture.seeding as SEED, runlock.capture.environment as E
+import runlock.record.rundir as RD
 from omegaconf import OmegaConf
 
 lock = L.load_lock(Path(os.environ["BENCH_LOCK"]))
@@ -748,7 +748,7 @@ def write_plain():
     tmp.write_text(py_text)
     os.replace(tmp, p)
 
-import runlock.run as R, runlock.packages as P, runlock.stages as ST
+import runlock.stages.run as R, runlock.capture.packages as P, runlock.stages.decorator as ST
 schema = C.Schema("dataclass", Cfg, "cfg", {}, {})
 sopts = R.StageOptions(name="s", root=str(tmpd))
 CPU = {}
@@ -877,8 +877,8 @@ def verdict(results: dict[str, Any]) -> None:
             lines.append(f"warm per call ({x}): +{fmt_ms(m)} ms (target <= {TARGETS['warm_ms']}): "
                          f"{'MET' if m * 1000 <= TARGETS['warm_ms'] else 'MISSED'}")
     if "inventory" in results:
-        f = results["inventory"]["first"]["runlock.packages.inventory()"]
-        n = results["inventory"]["count"].get("runlock.packages.inventory()")
+        f = results["inventory"]["first"]["runlock.capture.packages.inventory()"]
+        n = results["inventory"]["count"].get("runlock.capture.packages.inventory()")
         lines.append(f"inventory: {fmt_ms(median(f))} ms for {n} distributions, first call in a fresh "
                      f"process (target <= {TARGETS['inventory_ms']}): "
                      f"{'MET' if median(f) * 1000 <= TARGETS['inventory_ms'] else 'MISSED'}")

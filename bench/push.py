@@ -22,7 +22,7 @@ from pathlib import Path
 
 def make_run(root: Path, n_files: int) -> Path:
     from runlock.hashing import hash_outputs
-    from runlock.lockfile import dump_lock
+    from runlock.record.lockfile import dump_lock
 
     run = root / "results" / "train" / "20261125-120000"
     for i in range(n_files):
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=9)
     a = ap.parse_args()
     os.environ["RCLONE_CONFIG"] = "/dev/null"
-    from runlock.remote import push
+    from runlock.store.remote import push
 
     load0 = f"{os.getloadavg()[0]:.2f}"
     rclone = shutil.which("rclone")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from joblib import Parallel, delayed  # type: ignore[import-untyped,unused-ignore]
 
-from runlock.taskmap import execute_map
+from runlock.scale.taskmap import execute_map
 
 
 def trivial(x: int) -> int:

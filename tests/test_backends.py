@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from runlock.backends import (
+from runlock.errors import BackendError, TaskError, UsageError
+from runlock.scale.backends import (
     DEADLINE_ENV,
     Backend,
     RequeueRequest,
     available_backends,
     get_backend,
 )
-from runlock.errors import BackendError, TaskError, UsageError
-from runlock.taskmap import MapSummary, execute_map
-from runlock.tasks import TaskCounts
+from runlock.scale.taskmap import MapSummary, execute_map
+from runlock.scale.tasks import TaskCounts
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -126,7 +126,7 @@ def test_missing_submitit_names_the_extra(tmp_path: Path) -> None:
         """
         import sys
         sys.modules["submitit"] = None  # as if not installed
-        from runlock.backends import get_backend
+        from runlock.scale.backends import get_backend
         from runlock.errors import MissingDependencyError
         try:
             get_backend("slurm", folder=sys.argv[1])
@@ -226,7 +226,7 @@ _KILLED = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from runlock.taskmap import execute_map
+    from runlock.scale.taskmap import execute_map
     def fn(x):
         if x == 3:
             print("blocking", flush=True)
@@ -273,7 +273,7 @@ def test_worker_logs_are_whole_lines_in_log_file(state_dir: Path, tmp_path: Path
     assert len(user) == 16 * 20
     pattern = re.compile(r"^\S+ \S+ INFO \[[^\]]+\] user\.task: task=\d+ line=\d+ x{2000}$")
     assert all(pattern.match(ln) for ln in user)
-    assert any("runlock.taskmap: task 000007 failed: ValueError: seven" in ln for ln in lines)
+    assert any("runlock.scale.taskmap: task 000007 failed: ValueError: seven" in ln for ln in lines)
 
 
 def test_worker_logs_default_to_per_worker_files(state_dir: Path) -> None:

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 import runlock
+from runlock.browse.resolve import resolve_run
 from runlock.cli import main
 from runlock.errors import AmbiguousRunError, RunNotFoundError
-from runlock.lockfile import dump_lock, load_lock
-from runlock.resolve import resolve_run
+from runlock.record.lockfile import dump_lock, load_lock
 
 SRC = Path(runlock.__file__).resolve().parents[1]
 SNAP_REF = "refs/heads/runlock/snapshots"

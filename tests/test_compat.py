@@ -7,7 +7,7 @@ from pathlib import Path
 from conftest import run_py, write_script
 
 import runlock
-from runlock.lockfile import load_lock
+from runlock.record.lockfile import load_lock
 
 
 def test_literal_directory_never_overwritten(tmp_path: Path, results: Path) -> None:

@@ -13,12 +13,12 @@ import pytest
 import xxhash
 
 import runlock
-from runlock.builtin_collectors import DataCollector, InputNotFoundError
-from runlock.collectors import RunContext
+from runlock.capture.builtin import DataCollector, InputNotFoundError
+from runlock.capture.collectors import RunContext
 from runlock.errors import DataError
 from runlock.hashing import hash_path
-from runlock.lockfile import load_lock
-from runlock.run import StageOptions
+from runlock.record.lockfile import load_lock
+from runlock.stages.run import StageOptions
 
 
 @dataclass

@@ -450,8 +450,8 @@ def test_repository_found_again_when_a_nested_one_appears(repo: Path) -> None:
 
 def test_memo_watches_the_worktree_after_its_first_full_check(repo: Path) -> None:
     """Reuse after reuse, a change is still seen: an edit, a new file, a rename, a chmod."""
-    from runlock import watch
     from runlock.git import memo as git_memo
+    from runlock.git import watch
 
     (repo / "sub").mkdir()
     (repo / "sub" / "m.py").write_text("x = 1\n")

@@ -19,8 +19,8 @@ import pytest
 import xxhash
 
 from runlock.errors import DataError
-from runlock.hashcache import HashCache
 from runlock.hashing import BackgroundHasher, hash_outputs, hash_path, verify_outputs
+from runlock.hashing.cache import HashCache
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 OLD = 1_600_000_000  # an mtime far from "now": such files are cacheable (not racy)
@@ -176,7 +176,7 @@ def test_fresh_files_are_not_cached(tmp_path: Path) -> None:
 _WORKER = textwrap.dedent(
     """
     import sys, logging
-    from runlock.hashcache import HashCache
+    from runlock.hashing.cache import HashCache
     from runlock.hashing import hash_path
     logging.basicConfig(level=logging.WARNING)
     cache = HashCache(sys.argv[1])
@@ -430,7 +430,7 @@ def test_background_hasher_timeout_and_unknown_patterns(tmp_path: Path) -> None:
 
 def test_no_heavy_imports() -> None:
     code = (
-        "import sys, runlock.hashing, runlock.hashcache; "
+        "import sys, runlock.hashing, runlock.hashing.cache; "
         "print(sorted(m for m in ('rich', 'pathspec', 'dirhash', 'concurrent.futures', "
         "'omegaconf', 'numpy', 'sqlite3') if m in sys.modules))"
     )

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 import runlock
+from runlock.browse.filters import Condition, parse_since, parse_statuses, parse_where
+from runlock.browse.index import INDEX_VERSION, RunIndex, discover, index_path
+from runlock.browse.query import runs
 from runlock.errors import MissingDependencyError, UsageError
-from runlock.filters import Condition, parse_since, parse_statuses, parse_where
-from runlock.index import INDEX_VERSION, RunIndex, discover, index_path
-from runlock.lockfile import dump_lock
-from runlock.query import runs
+from runlock.record.lockfile import dump_lock
 
 SRC = Path(runlock.__file__).resolve().parents[1]
 
@@ -147,7 +147,7 @@ def test_corrupt_index_is_rebuilt_with_a_warning(
     index_path(tmp_path).write_bytes(b"this is not a sqlite database" * 100)
     for suffix in ("-wal", "-shm"):
         Path(f"{index_path(tmp_path)}{suffix}").unlink(missing_ok=True)
-    with caplog.at_level(logging.WARNING, logger="runlock.index"):
+    with caplog.at_level(logging.WARNING, logger="runlock.browse.index"):
         assert len(runs(root=tmp_path)) == 2
     assert "corrupt" in caplog.text and "rebuilding" in caplog.text
     assert len(runs(root=tmp_path)) == 2
@@ -333,8 +333,8 @@ def test_cli_modules_import_no_heavy_dependency() -> None:
 
 def test_section_parse_matches_full_parse(tmp_path: Path) -> None:
     """The index reads only the sections it needs; the columns equal those of a full parse."""
-    from runlock.index import _Parsed, _read_lock, _row
-    from runlock.lockfile import load_lock
+    from runlock.browse.index import _Parsed, _read_lock, _row
+    from runlock.record.lockfile import load_lock
 
     nested = {"schema": 1, "id": "up", "stage": "prep", "config": {"lr": 9}, "status": "failed"}
     d = make_run(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import write_script
 
-from runlock.lockfile import load_lock
+from runlock.record.lockfile import load_lock
 
 IPython = pytest.importorskip("IPython")
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402

@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 import runlock
-from runlock.lineage import (
+from runlock.capture.lineage import (
     embedded_locks,
     find_candidates,
     iter_upstream,
     lineage_tree,
     upstream_dirs,
 )
-from runlock.lockfile import load_lock
+from runlock.record.lockfile import load_lock
 
 
 @dataclass

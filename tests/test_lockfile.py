@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runlock.errors import LockFileError
-from runlock.lockfile import (
+from runlock.record.lockfile import (
     SCHEMA_VERSION,
     dump_lock,
     dumps_lock,
@@ -48,7 +48,7 @@ def test_killed_writer_never_leaves_a_half_lock(tmp_path: Path) -> None:
     target = tmp_path / "run.lock"
     dump_lock({"schema": 1, "id": "old"}, target)
     code = (
-        "import sys; from pathlib import Path; from runlock.lockfile import dump_lock\n"
+        "import sys; from pathlib import Path; from runlock.record.lockfile import dump_lock\n"
         "big = {'schema': 1, 'id': 'new', 'blob': ['x' * 1000] * 20000}\n"
         "while True: dump_lock(big, Path(sys.argv[1]))\n"
     )

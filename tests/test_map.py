@@ -11,7 +11,7 @@ from conftest import run_py, write_script
 
 import runlock
 from runlock.errors import TaskError, UsageError
-from runlock.lockfile import load_lock
+from runlock.record.lockfile import load_lock
 
 
 @dataclass

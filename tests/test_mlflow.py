@@ -26,7 +26,7 @@ from mlflow import MlflowClient
 import runlock.mlflow as rm
 from runlock.cli import main as cli_main
 from runlock.errors import MissingDependencyError, RunlockError
-from runlock.lockfile import dump_lock, load_lock
+from runlock.record.lockfile import dump_lock, load_lock
 from runlock.tracking import TrackingSession, log_metrics, read_metrics
 from runlock.tracking.mlflow import MlflowTracker
 

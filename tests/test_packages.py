@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 
-from runlock.packages import inventory, normalize_name
+from runlock.capture.packages import inventory, normalize_name
 
 
 def test_inventory_matches_importlib_metadata() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from runlock import plainconfig
+from runlock.config import plain as plainconfig
 
 TRICKY = ["", " ", "1", "1.0", "-1", "1e3", "0x10", "nan", "inf", ".inf", "yes", "on", "Off", "y",
           "null", "~", "true", "a: b", "#x", "- x", "a\nb", "ü ☃", "'q'", '"dq"', "x" * 200, "$x",

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from runlock import rclone
 from runlock.cli import main as cli_main
 from runlock.errors import DataError, LineageError, RemoteError, RunNotFoundError
 from runlock.hashing import hash_outputs
-from runlock.lockfile import dump_lock, load_lock
-from runlock.remote import (
+from runlock.record.lockfile import dump_lock, load_lock
+from runlock.store import rclone
+from runlock.store.remote import (
     REF_PREFIX,
     list_remote,
     pull,

@@ -14,9 +14,9 @@ import pytest
 from runlock.cli import main as cli_main
 from runlock.errors import DataError, GitError, RemoteError
 from runlock.hashing import hash_outputs, hash_path
-from runlock.lockfile import dump_lock, load_lock
-from runlock.remote import find_local_run, push
-from runlock.reproduce import compare_outputs, package_differences, reproduce, verify_inputs
+from runlock.record.lockfile import dump_lock, load_lock
+from runlock.store.remote import find_local_run, push
+from runlock.store.reproduce import compare_outputs, package_differences, reproduce, verify_inputs
 
 STAGE = '''
 import dataclasses, random, time

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import run_py, write_script
 
-from runlock.lockfile import load_lock
+from runlock.record.lockfile import load_lock
 
 SCRIPT = """
 from dataclasses import dataclass, field

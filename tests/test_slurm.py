@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from runlock.backends.slurm import SlurmBackend
-from runlock.taskmap import execute_map
+from runlock.scale.backends.slurm import SlurmBackend
+from runlock.scale.taskmap import execute_map
 
 pytestmark = pytest.mark.slurm
 

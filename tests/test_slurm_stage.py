@@ -14,7 +14,7 @@ import pytest
 from conftest import run_py, write_script
 
 import runlock
-from runlock.lockfile import load_lock
+from runlock.record.lockfile import load_lock
 
 pytestmark = pytest.mark.slurm
 

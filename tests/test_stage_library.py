@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import runlock
-from runlock.lockfile import load_lock
+from runlock.record.lockfile import load_lock
 
 
 @dataclass
@@ -249,7 +249,7 @@ def test_gpus_from_nvidia_smi_on_path(results: Path, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """GPUs are read from `nvidia-smi` when it is on PATH (a stand-in script here: the CI
     machine has no GPU), and a run without it records none."""
-    from runlock.environment import capture_environment
+    from runlock.capture.environment import capture_environment
 
     monkeypatch.setenv("PATH", str(tmp_path / "nobin"))
     assert capture_environment()["gpus"] == []

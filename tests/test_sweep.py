@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import git, run_py, write_script
 
-from runlock.lockfile import load_lock
-from runlock.sweep import expand_grid, split_values
+from runlock.record.lockfile import load_lock
+from runlock.stages.sweep import expand_grid, split_values
 
 SCRIPT = """
 from dataclasses import dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runlock.errors import TaskError
-from runlock.tasks import TaskStore, tasks_digest
+from runlock.scale.tasks import TaskStore, tasks_digest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -166,7 +166,7 @@ _CLAIMER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from runlock.tasks import TaskStore
+    from runlock.scale.tasks import TaskStore
     store = TaskStore(Path(sys.argv[1]), lease_s=float(sys.argv[2]))
     ids = store.initialize(int(sys.argv[3]))
     mode = sys.argv[4]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runlock import watch
+from runlock.git import watch
 
 linux = pytest.mark.skipif(sys.platform != "linux", reason="inotify is Linux-only")
 

@@ -17,23 +17,23 @@ __version__ = "0.1.0"
 # public name -> module that defines it, grouped by topic (like joblib's __all__)
 _LAZY = {
     # stages and runs
-    "stage": "runlock.stages",
-    "Stage": "runlock.stages",
-    "main": "runlock.script",
-    "Input": "runlock.schema",
-    "Outcome": "runlock.run",
-    "current_run": "runlock.run",
+    "stage": "runlock.stages.decorator",
+    "Stage": "runlock.stages.decorator",
+    "main": "runlock.cli.script",
+    "Input": "runlock.config.schema",
+    "Outcome": "runlock.stages.run",
+    "current_run": "runlock.stages.run",
     # pycrumbs / footsteps style
-    "tracked": "runlock.compat",
-    "start": "runlock.compat",
+    "tracked": "runlock.stages.compat",
+    "start": "runlock.stages.compat",
     # logging during a run
     "log_metrics": "runlock.tracking.metrics",
     # browsing
-    "runs": "runlock.query",
-    "load_lock": "runlock.lockfile",
+    "runs": "runlock.browse.query",
+    "load_lock": "runlock.record.lockfile",
     # persistence
-    "push": "runlock.remote",
-    "pull": "runlock.remote",
+    "push": "runlock.store.remote",
+    "pull": "runlock.store.remote",
     # errors
     "RunlockError": "runlock.errors",
     "ConfigError": "runlock.errors",
@@ -46,15 +46,15 @@ __all__ = sorted(_LAZY) + ["__version__"]
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
-    from .compat import start, tracked
+    from .browse.query import runs
+    from .cli.script import main
+    from .config.schema import Input
     from .errors import ConfigError, ConfigKeyError, ConfigTypeError, RunlockError
-    from .lockfile import load_lock
-    from .query import runs
-    from .remote import pull, push
-    from .run import Outcome, current_run
-    from .schema import Input
-    from .script import main
-    from .stages import Stage, stage
+    from .record.lockfile import load_lock
+    from .stages.compat import start, tracked
+    from .stages.decorator import Stage, stage
+    from .stages.run import Outcome, current_run
+    from .store.remote import pull, push
     from .tracking.metrics import log_metrics
 
 

@@ -23,8 +23,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..render import fmt_value, print_json, print_table
-    from ..resolve import resolve_runs
+    from ..browse.render import fmt_value, print_json, print_table
+    from ..browse.resolve import resolve_runs
 
     records = resolve_runs(args.run_refs, root_of(args))
     config_keys = records.varying_config_keys()

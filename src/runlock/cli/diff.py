@@ -109,7 +109,7 @@ def diff_locks(
 ) -> dict[str, Changes]:
     """Every section that differs between two locks (a pure function of the two locks, plus the
     git repository for the code file list)."""
-    from ..index import flatten
+    from ..browse.index import flatten
 
     def data(lock: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -144,7 +144,7 @@ def diff_locks(
 
 
 def _render(sections: Mapping[str, Changes]) -> list[Any]:
-    from ..render import Section, fmt_value
+    from ..browse.render import Section, fmt_value
 
     out = []
     for name, changes in sections.items():
@@ -165,8 +165,8 @@ def _render(sections: Mapping[str, Changes]) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..render import print_json, print_sections
-    from ..resolve import resolve_run
+    from ..browse.render import print_json, print_sections
+    from ..browse.resolve import resolve_run
 
     root = root_of(args)
     a, b = resolve_run(args.run_a, root), resolve_run(args.run_b, root)

@@ -41,8 +41,8 @@ def _lookup(run_id: str | None, root: Path) -> Mapping[str, Any] | None:
     """The lock of an upstream run found under the results root, or None."""
     if not run_id:
         return None
+    from ..browse.resolve import resolve_run
     from ..errors import RunlockError
-    from ..resolve import resolve_run
 
     try:
         return resolve_run(run_id, root).lock
@@ -80,7 +80,7 @@ def lineage_tree(lock: Mapping[str, Any], root: Path, depth: int = 0) -> dict[st
 
 
 def _label(node: Mapping[str, Any], key: str | None = None) -> tuple[str, str | None]:
-    from ..render import STATUS_STYLES
+    from ..browse.render import STATUS_STYLES
 
     parts = [f"{key}:" if key else "", str(node.get("stage") or "?"), str(node.get("id") or "?"),
              str(node.get("status") or "?"), node.get("commit") or ""]  # fmt: skip
@@ -95,15 +95,15 @@ def _label(node: Mapping[str, Any], key: str | None = None) -> tuple[str, str | 
 
 
 def _to_tree(node: Mapping[str, Any], key: str | None = None) -> Any:
-    from ..render import TreeNode
+    from ..browse.render import TreeNode
 
     label, style = _label(node, key)
     return TreeNode(label, [_to_tree(c, k) for k, c in node["upstream"].items()], style)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..render import print_json, print_tree
-    from ..resolve import resolve_run
+    from ..browse.render import print_json, print_tree
+    from ..browse.resolve import resolve_run
 
     root = root_of(args)
     record = resolve_run(args.run_ref, root)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..query import RunList, RunRecord
+    from ..browse.query import RunList, RunRecord
 
 #: How many result fields ls shows when no --columns is given.
 DEFAULT_RESULT_COLUMNS = 5
@@ -53,8 +53,8 @@ def select_from_args(
     args: argparse.Namespace, *, sort: Any = None, limit: int | None = None
 ) -> tuple[RunList, list[tuple[str, str]]]:
     """Runs matching the filter options, and the unreadable locks met on the way."""
-    from ..filters import parse_since, parse_statuses, parse_where_all
-    from ..query import select_runs
+    from ..browse.filters import parse_since, parse_statuses, parse_where_all
+    from ..browse.query import select_runs
 
     broken: list[tuple[str, str]] = []
     records = select_runs(
@@ -131,8 +131,8 @@ def column_keys(
 
 
 def _canonical(records: RunList, key: str) -> str:
-    from ..filters import split_key
-    from ..query import BUILTIN_KEYS
+    from ..browse.filters import split_key
+    from ..browse.query import BUILTIN_KEYS
 
     if key in BUILTIN_KEYS:
         return key
@@ -146,14 +146,14 @@ def _canonical(records: RunList, key: str) -> str:
 
 def header_names(keys: Sequence[str]) -> list[str]:
     """Drop the ``config.``/``result.`` prefix unless two columns would look the same."""
-    from ..filters import split_key
+    from ..browse.filters import split_key
 
     bare = [split_key(k)[1] for k in keys]
     return [b if bare.count(b) == 1 else k for k, b in zip(keys, bare, strict=True)]
 
 
 def table_rows(records: Sequence[RunRecord], keys: Sequence[str]) -> list[list[str]]:
-    from ..render import fmt_duration, fmt_time, fmt_value
+    from ..browse.render import fmt_duration, fmt_time, fmt_value
 
     rows = []
     for r in records:
@@ -174,8 +174,8 @@ BASE_HEADERS = ["id", "stage", "status", "start", "duration", "commit"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..filters import parse_where_all
-    from ..render import print_json, print_table
+    from ..browse.filters import parse_where_all
+    from ..browse.render import print_json, print_table
 
     sort = [s.strip() for s in args.sort.split(",") if s.strip()] if args.sort else None
     records, broken = select_from_args(args, sort=sort, limit=args.limit)

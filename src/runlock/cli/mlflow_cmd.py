@@ -114,8 +114,8 @@ def select_run_dirs(
     where: Sequence[str] = (),
 ) -> list[Path]:
     """Run directories matching the filters (the same language as ``runlock ls``), oldest first."""
-    from ..filters import parse_since, parse_statuses, parse_where_all
-    from ..query import select_runs
+    from ..browse.filters import parse_since, parse_statuses, parse_where_all
+    from ..browse.query import select_runs
 
     records = select_runs(
         root,

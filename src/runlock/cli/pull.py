@@ -29,8 +29,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import rclone
-    from ..remote import pull
+    from ..store import rclone
+    from ..store.remote import pull
 
     report = pull(
         args.run_id,

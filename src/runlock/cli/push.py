@@ -28,8 +28,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import rclone
-    from ..remote import push
+    from ..store import rclone
+    from ..store.remote import push
 
     report = push(
         args.run,

@@ -38,7 +38,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    from ..remote import list_remote
+    from ..store.remote import list_remote
 
     entries = list_remote(args.remote, stage=[*args.stages, *args.stage] or None,
                           status=args.status, since=args.since)
@@ -57,7 +57,7 @@ def run_ls(args: argparse.Namespace) -> int:
 
 def run_rm(args: argparse.Namespace) -> int:
     from ..errors import UsageError
-    from ..remote import _match_id, read_index, remove_remote, resolve_remote
+    from ..store.remote import _match_id, read_index, remove_remote, resolve_remote
 
     store = resolve_remote(args.remote)
     if not args.force:

@@ -31,7 +31,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..reproduce import reproduce
+    from ..store.reproduce import reproduce
 
     rep = reproduce(
         args.run,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .ls import add_filter_arguments, add_root_argument, root_of, select_from_args, warn_broken
 
 if TYPE_CHECKING:
-    from ..query import RunRecord
+    from ..browse.query import RunRecord
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -92,8 +92,8 @@ def _delete(record: RunRecord) -> None:
 def _drop_unused_snapshots(deleted: Sequence[RunRecord], root: Path) -> list[str]:
     """Delete shadow branches no remaining run under ``root`` uses; returns what was removed."""
     from .. import git as git_mod
+    from ..browse.index import RunIndex
     from ..errors import RunlockError
-    from ..index import RunIndex
 
     delete_ref = getattr(git_mod, "delete_snapshot_ref", None)
     refs = {(r.git_root, r.snapshot_ref) for r in deleted if r.git_root and r.snapshot_ref}
@@ -118,10 +118,10 @@ def _drop_unused_snapshots(deleted: Sequence[RunRecord], root: Path) -> list[str
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..browse.index import RunIndex
+    from ..browse.render import fmt_time, print_table
+    from ..browse.resolve import resolve_runs
     from ..errors import UsageError
-    from ..index import RunIndex
-    from ..render import fmt_time, print_table
-    from ..resolve import resolve_runs
 
     root = root_of(args)
     if args.run_refs and _has_filters(args):

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from .ls import add_root_argument, root_of
 
 if TYPE_CHECKING:
-    from ..query import RunRecord
-    from ..render import Section
+    from ..browse.query import RunRecord
+    from ..browse.render import Section
 
 #: Environment fields worth a line in ``show`` (the rest is in --json).
 ENV_SUMMARY = (
@@ -46,8 +46,8 @@ def _fmt_bytes(n: Any) -> str:
 
 def sections_for(record: RunRecord) -> list[Section]:
     """The readable view of a lock, section by section (empty sections left out)."""
-    from ..index import flatten, to_timestamp
-    from ..render import Section, fmt_duration, fmt_time
+    from ..browse.index import flatten, to_timestamp
+    from ..browse.render import Section, fmt_duration, fmt_time
 
     lock = record.lock
     out: list[Section] = []
@@ -184,8 +184,8 @@ def sections_for(record: RunRecord) -> list[Section]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..render import print_json, print_sections
-    from ..resolve import resolve_run
+    from ..browse.render import print_json, print_sections
+    from ..browse.resolve import resolve_run
 
     record = resolve_run(args.run_ref, root_of(args))
     if args.json:

@@ -11,7 +11,7 @@ from .commands import Repo, run_git
 from .options import SnapshotOptions
 
 if TYPE_CHECKING:
-    from ..watch import DirWatch
+    from .watch import DirWatch
 
 #: (start dir, filters) -> the last snapshot of this process and what it depends on
 MEMO: dict[tuple[Any, ...], Memo] = {}
@@ -63,7 +63,7 @@ class Memo:
             self.work = files + dirs
             # Watches start before the stat check: a change after it is an event, one before
             # it a new ctime. Later checks then read the watch instead of stat-ing everything.
-            from ..watch import watch_dirs  # (ctypes: ~10 ms to import; a run that snapshots
+            from .watch import watch_dirs  # (ctypes: ~10 ms to import; a run that snapshots
             # once never gets here)
 
             self.watch = watch_dirs(dirs, root=str(self.repo.root))

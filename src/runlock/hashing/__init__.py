@@ -32,9 +32,9 @@ input is recorded instead of failing the run.
 
 from __future__ import annotations
 
-from ..hashcache import HashCache
 from .api import ALGORITHM, hash_outputs, hash_path, verify_outputs
 from .background import BackgroundHasher
+from .cache import HashCache
 
 __all__ = [
     "ALGORITHM",

@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ..errors import DataError
-from ..hashcache import HashCache
+from .cache import HashCache
 from .digests import digest_files, gc_paused
 from .progress import needs_stat
 from .walk import VanishedError, Where, dir_digest, file_filter, rel_path, scan

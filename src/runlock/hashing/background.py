@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..hashcache import HashCache
 from .api import hash_path
+from .cache import HashCache
 
 
 class BackgroundHasher:

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from ..hashcache import HashCache, StatKey, stat_key
+from .cache import HashCache, StatKey, stat_key
 from .progress import progress_bar
 from .read import default_jobs, read_all, read_checked
 from .walk import File, real_path

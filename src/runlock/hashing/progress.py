@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from ..hashcache import HashCache
+from .cache import HashCache
 from .read import Advance
 
 _PROGRESS_MIN_BYTES = 1 << 30

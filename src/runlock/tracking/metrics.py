@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Self
 
 from ..errors import RunlockError, UsageError
-from ..rundir import METRICS_NAME
+from ..record.rundir import METRICS_NAME
 
 __all__ = [
     "ForwardingUnavailable",
@@ -371,7 +371,7 @@ def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
     logger.log(metrics, step)
 
 
-# --- hooks of the run lifecycle (runlock.run) ------------------------------------------------
+# --- hooks of the run lifecycle (runlock.stages.run) ------------------------------------------------
 
 
 def activate_for_run(
@@ -387,7 +387,7 @@ def activate_for_run(
     :func:`runlock.tracking.base.default_tracker` for the results ``root``. Never raises
     because of the tracker.
     """
-    from ..lockfile import load_lock
+    from ..record.lockfile import load_lock
     from .base import NullTracker, TrackingSession, default_tracker
 
     if lock is None:

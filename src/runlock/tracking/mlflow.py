@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LockFileError, MissingDependencyError, RunlockError
-from ..lockfile import load_lock
+from ..record.lockfile import load_lock
+from ..record.rundir import CONFIG_NAME, LOCK_NAME, LOG_NAME, RESULT_JSON, STATE_DIR
 from ..redact import REDACTED, is_secret_name, redact_text, redact_url
-from ..rundir import CONFIG_NAME, LOCK_NAME, LOG_NAME, RESULT_JSON, STATE_DIR
 from ..settings import project_settings, results_root
 from .metrics import BATCH_SIZE, MetricRecord, read_metrics
 

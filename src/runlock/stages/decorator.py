@@ -18,15 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from . import plainconfig
-from .errors import ConfigKeyError, UsageError
+from ..config import plain as plainconfig
+from ..config.schema import input_fields, schema_of
+from ..errors import ConfigKeyError, UsageError
 from .run import Outcome, StageOptions, execute
-from .schema import input_fields, schema_of
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from .plainconfig import PlainConfig
+    from ..config.plain import PlainConfig
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -131,7 +131,7 @@ class Stage(Generic[P, R]):
         """Defaults <- base <- config files <- experiment <- override files <- dotlist."""
         from omegaconf import DictConfig
 
-        from . import config as cfgmod
+        from ..config import omega as cfgmod
 
         cfg = cfgmod.base_config(self.schema, base)
         for f in config_files:
@@ -160,7 +160,7 @@ class Stage(Generic[P, R]):
                 return plain, plainconfig.to_plain(plain), {}
         from omegaconf import OmegaConf
 
-        from . import config as cfgmod
+        from ..config import omega as cfgmod
 
         if schema.mode == "dataclass":
             base: Any = None

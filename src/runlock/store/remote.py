@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import git, rclone
-from .errors import (
+from .. import git
+from ..errors import (
     AmbiguousRunError,
     DataError,
     LineageError,
@@ -43,9 +43,10 @@ from .errors import (
     RunNotFoundError,
     UsageError,
 )
-from .lockfile import load_lock
-from .rundir import LOCK_NAME, atomic_write
-from .settings import project_settings, results_root
+from ..record.lockfile import load_lock
+from ..record.rundir import LOCK_NAME, atomic_write
+from ..settings import project_settings, results_root
+from . import rclone
 
 logger = logging.getLogger("runlock")
 
@@ -152,7 +153,7 @@ def find_local_run(ref: str | os.PathLike[str], root: Path | None = None) -> Loc
     root = results_root(root)
     p = Path(ref)
     if p.exists():
-        from .lockfile import find_run_dir
+        from ..record.lockfile import find_run_dir
 
         d = find_run_dir(p)
         if d is None:
@@ -198,7 +199,7 @@ def local_lineage(run: LocalRun, root: Path | None = None) -> list[LocalRun]:
             found: LocalRun | None = None
             rec = entry.get("path")
             if rec:
-                from .lockfile import find_run_dir
+                from ..record.lockfile import find_run_dir
 
                 d = find_run_dir(Path(rec)) if Path(rec).exists() else None
                 if d is not None:
@@ -226,7 +227,7 @@ def verify_run_data(path: Path, lock: dict[str, Any]) -> list[str]:
     outputs = lock.get("outputs") or {}
     if not outputs.get("files"):
         return []
-    from .hashing import verify_outputs
+    from ..hashing import verify_outputs
 
     res = verify_outputs(path, outputs)
     return [f"changed: {r}" for r in res["changed"]] + [f"missing: {r}" for r in res["missing"]]
@@ -683,7 +684,7 @@ def list_remote(
     since: str | datetime | None = None,
 ) -> list[StoreEntry]:
     """Runs on the store, oldest first, filtered like ``runlock ls``."""
-    from .filters import parse_since, parse_statuses
+    from ..browse.filters import parse_since, parse_statuses
 
     store = resolve_remote(remote)
     index = read_index(store)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import RunDirError
+from ..errors import RunDirError
 
 LOCK_NAME = "run.lock"
 CONFIG_NAME = "config.yaml"

@@ -18,11 +18,11 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import lockfile
-from .errors import ConfigError, RunlockError
-from .rundir import atomic_write
-from .runid import new_run_id
-from .settings import results_root
+from ..errors import ConfigError, RunlockError
+from ..record import lockfile
+from ..record.rundir import atomic_write
+from ..record.runid import new_run_id
+from ..settings import results_root
 
 log = logging.getLogger("runlock")
 
@@ -117,8 +117,8 @@ def plan(
 
 def _source_tree(stage: Any) -> str | None:
     """Tree id of the current source snapshot (what a run started now would record)."""
-    from .builtin_collectors import GitCollector
-    from .collectors import RunContext
+    from ..capture.builtin import GitCollector
+    from ..capture.collectors import RunContext
     from .run import source_file_of
 
     if not stage.options.snapshot:
@@ -209,7 +209,7 @@ def run_sweep(
     backend_options: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Run the points not already done; write the sweep record; return per-point outcomes."""
-    from .backends import get_backend
+    from ..scale.backends import get_backend
 
     sweep_id = new_run_id()
     root = results_root(stage.options.root)

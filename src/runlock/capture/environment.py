@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from .redact import redact_env
+from ..redact import redact_env
 
 #: Environment variables worth recording (values are still redacted if they hold URLs with
 #: credentials). Secrets are never on this list; anything named like a credential is masked.
@@ -77,7 +77,7 @@ def gpus() -> list[dict[str, str]]:
     exe = _which("nvidia-smi")
     if exe is None:
         return []
-    from . import _subprocess
+    from .. import _subprocess
 
     fields = "index,name,uuid,memory.total,driver_version"
     try:

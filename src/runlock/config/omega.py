@@ -20,9 +20,9 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf import errors as oc_errors
 
-from . import plainconfig
-from .errors import ConfigError, ConfigKeyError, ConfigTypeError
-from .plainconfig import PlainConfig
+from ..errors import ConfigError, ConfigKeyError, ConfigTypeError
+from . import plain as plainconfig
+from .plain import PlainConfig
 from .schema import Schema, _type_name
 
 #: The instant ``${now:...}`` resolves to; one per run so every field sees the same time.

@@ -28,9 +28,9 @@ C = TypeVar("C")
 # name -> "module:Class"; imported on first use so that optional dependencies (submitit) are
 # only needed by the backend that uses them.
 _REGISTRY: dict[str, str] = {
-    "inprocess": "runlock.backends.inprocess:InProcessBackend",
-    "joblib": "runlock.backends.processes:ProcessBackend",
-    "slurm": "runlock.backends.slurm:SlurmBackend",
+    "inprocess": "runlock.scale.backends.inprocess:InProcessBackend",
+    "joblib": "runlock.scale.backends.processes:ProcessBackend",
+    "slurm": "runlock.scale.backends.slurm:SlurmBackend",
 }
 
 

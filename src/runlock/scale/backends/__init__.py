@@ -3,7 +3,7 @@
 Backends know nothing of runs or tasks: they call ``fn(chunk)`` for each chunk, somewhere.
 """
 
-from runlock.backends.base import (
+from runlock.scale.backends.base import (
     DEADLINE_ENV,
     Backend,
     RequeueRequest,

@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import DataError
 from .collectors import Collector, RunContext
-from .errors import DataError
 
 if TYPE_CHECKING:
-    from .run import StageOptions
+    from ..stages.run import StageOptions
 
 log = logging.getLogger("runlock")
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
@@ -44,7 +44,7 @@ def _snapshot_options(git: Any, settings: dict[str, Any]) -> Any:
 
 
 def _take_snapshot(where: Path, settings: dict[str, Any], message: str) -> dict[str, Any]:
-    from . import git
+    from .. import git
 
     result: dict[str, Any] = git.snapshot(
         where, _snapshot_options(git, settings), message=message, check_memo=False
@@ -68,7 +68,7 @@ class GitCollector:
     def start(self, ctx: RunContext) -> Any:
         where = self._where(ctx)
         if not self.options.snapshot:
-            from . import git
+            from .. import git
 
             return git.repo_info(where)
         settings: dict[str, Any] = {
@@ -142,7 +142,7 @@ def _start_low_priority(start: Callable[[], Any], name: str) -> threading.Thread
 
 
 def _cache_path(ctx: RunContext) -> Path:
-    from .hashcache import default_cache_path
+    from ..hashing.cache import default_cache_path
 
     return default_cache_path(ctx.results_root)
 
@@ -236,7 +236,7 @@ class DataCollector:
         if not self._inputs:
             return None
         check_inputs(self._inputs, ctx.config)
-        from .hashing import BackgroundHasher
+        from ..hashing import BackgroundHasher
 
         self._hasher = BackgroundHasher(self._inputs, cache_path=_cache_path(ctx))
         self._launcher = _start_low_priority(self._hasher.start, "runlock-data-start")
@@ -289,7 +289,7 @@ class LineageCollector:
         cache_path = _cache_path(ctx)
 
         def work() -> tuple[dict[str, Any], list[str]]:
-            from .hashcache import HashCache
+            from ..hashing.cache import HashCache
 
             with HashCache(cache_path) as cache:
                 section, warnings = lineage.collect_upstream(
@@ -351,8 +351,8 @@ class OutputsCollector:
     def finish(self, ctx: RunContext) -> Any:
         if not getattr(self.options, "hash_outputs", True) or ctx.status == "interrupted":
             return None
-        from .hashcache import HashCache
-        from .hashing import hash_outputs
+        from ..hashing import hash_outputs
+        from ..hashing.cache import HashCache
         from .lineage import OUTPUTS_EXCLUDE
 
         with HashCache(_cache_path(ctx)) as cache:
@@ -367,7 +367,7 @@ class OutputsCollector:
 
 def _is_lock_tmp(rel: str) -> bool:
     """A temporary file of :func:`runlock.rundir.atomic_write` for one of runlock's own files."""
-    from .rundir import BOOKKEEPING
+    from ..record.rundir import BOOKKEEPING
 
     return "/" not in rel and rel.endswith(".tmp") and any(rel.startswith(f".{n}.") for n in BOOKKEEPING)
 

@@ -18,9 +18,9 @@ from typing import Any, cast
 
 from omegaconf import OmegaConf
 
+from ..settings import results_root
+from .decorator import Stage
 from .run import ActiveRun, Outcome, StageOptions
-from .settings import results_root
-from .stages import Stage
 
 
 def tracked(

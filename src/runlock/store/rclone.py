@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import _subprocess
-from .errors import RemoteError
-from .redact import is_secret_name, redact_text
+from .. import _subprocess
+from ..errors import RemoteError
+from ..redact import is_secret_name, redact_text
 
 INSTALL_HINT = "install rclone: `apt-get install rclone` or see https://rclone.org/install/"
 #: rclone exit codes (https://rclone.org/docs/#exit-code)
@@ -190,7 +190,7 @@ def copy(
 
 def _copy_with_progress(args: list[str], *, what: str, label: str) -> TransferStats:
     """Run the copy in a worker thread and draw rclone's JSON stats as a rich progress bar."""
-    from .logs import transfer_bar
+    from ..logs import transfer_bar
 
     fd, log_name = tempfile.mkstemp(prefix="runlock-rclone-", suffix=".log")
     os.close(fd)
@@ -300,6 +300,6 @@ def ping(remote: str) -> None:
 
 def progress_wanted(quiet: bool = False) -> bool:
     """Progress bars only on a terminal, never in logs or CI."""
-    from .logs import use_rich
+    from ..logs import use_rich
 
     return not quiet and use_rich()

@@ -17,9 +17,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import config as cfgmod
+from ..config import omega as cfgmod
+from ..errors import ConfigError, RunlockError, TaskError
 from . import run as runmod
-from .errors import ConfigError, RunlockError, TaskError
 from .run import ActiveRun
 
 TASKS_DIR = "tasks"
@@ -72,7 +72,7 @@ class _TaskRunner:
     def __call__(self, item: tuple[int, Any]) -> Any:
         from datetime import datetime
 
-        from . import seeding
+        from ..capture import seeding
 
         index, task = item
         stage = self.stage
@@ -156,7 +156,7 @@ def map_stage(
     **backend_options: Any,
 ) -> MapResult:
     """Run the stage on every task inside one tracked run (see module doc)."""
-    from .taskmap import execute_map
+    from ..scale.taskmap import execute_map
 
     tasks = list(tasks)
     if not tasks:

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .errors import MissingDependencyError, UsageError
+from ..errors import MissingDependencyError, UsageError
 from .filters import Condition, parse_since, parse_statuses, parse_where_all, split_key
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ BUILTIN_KEYS = ("id", "stage", "status", "start", "duration", "commit", "dir")
 
 @cache
 def _this_host() -> str:
-    from .environment import hostname  # only when a running run must be judged
+    from ..capture.environment import hostname  # only when a running run must be judged
 
     return hostname()
 
@@ -154,7 +154,7 @@ class RunRecord:
     @_cached
     def lock(self) -> dict[str, Any]:
         """The full run.lock (read from disk on first access)."""
-        from .lockfile import load_lock
+        from ..record.lockfile import load_lock
 
         return load_lock(self.lock_path)
 
@@ -381,7 +381,7 @@ def runs(
     ``"acc>0.8"`` or a ``{key: value}`` mapping. Keys address ``config.*`` or ``result.*``; a
     bare key is looked up in the config, then the result.
     """
-    from .settings import results_root
+    from ..settings import results_root
 
     return select_runs(
         results_root(root),

@@ -26,17 +26,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from . import lockfile, plainconfig, seeding
-from .collectors import Collector, RunContext
-from .environment import capture_environment, hostname
-from .errors import ConfigError, UsageError
-from .logs import logger, run_logging
-from .packages import inventory
-from .plainconfig import PlainConfig
-from .rundir import RunDir
-from .runid import new_run_id
-from .schema import Schema
-from .settings import results_root
+from ..capture import seeding
+from ..capture.collectors import Collector, RunContext
+from ..capture.environment import capture_environment, hostname
+from ..capture.packages import inventory
+from ..config import plain as plainconfig
+from ..config.plain import PlainConfig
+from ..config.schema import Schema
+from ..errors import ConfigError, UsageError
+from ..logs import logger, run_logging
+from ..record import lockfile
+from ..record.rundir import RunDir
+from ..record.runid import new_run_id
+from ..settings import results_root
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -169,7 +171,7 @@ def place_run_dir(
     template, field_name = _dir_template(options, cfg, experiment=experiment)
     resolved = plainconfig.quick_template(template, now=now, run_id=run_id, stage=options.name)
     if "${" in resolved:  # config keys in the template: OmegaConf resolves them
-        from . import config as cfgmod
+        from ..config import omega as cfgmod
 
         resolved = cfgmod.resolve_template(template, cfg, now=now, run_id=run_id, stage=options.name)
     path = Path(resolved).expanduser()
@@ -283,7 +285,7 @@ def _sigterm_as_interrupt() -> Iterator[list[int]]:
 
 
 def default_collectors(options: StageOptions) -> list[Collector]:
-    from .builtin_collectors import default_collectors as _defaults
+    from ..capture.builtin import default_collectors as _defaults
 
     return _defaults(options)
 
@@ -299,7 +301,7 @@ def current_run() -> ActiveRun:
         np.save(runlock.current_run().dir / "weights.npy", w)
     """
     if not _ACTIVE:
-        from .errors import RunlockError
+        from ..errors import RunlockError
 
         raise RunlockError("No run in progress.", hint="Call this inside a @runlock.stage function or after runlock.start().")
     return _ACTIVE[-1]
@@ -615,7 +617,7 @@ def _unresolved(cfg: DictConfig | PlainConfig) -> dict[str, Any]:
 
 def _activate_metrics(run_dir: Path, lock: dict[str, Any], root: Path) -> Any:
     """Route ``runlock.log_metrics`` to this run (metrics.jsonl, tracker forwarding)."""
-    from .tracking import metrics
+    from ..tracking import metrics
 
     return metrics.activate_for_run(run_dir, lock, root=root)
 
@@ -624,7 +626,7 @@ def _finish_tracking(token: Any, lock: dict[str, Any]) -> None:
     """The final lock is written: let the tracker (MLflow) log it; problems are only logged."""
     if token is None:
         return
-    from .tracking import metrics
+    from ..tracking import metrics
 
     for warning in metrics.finish_for_run(token, lock):
         logger.warning("%s", warning)
@@ -633,7 +635,7 @@ def _finish_tracking(token: Any, lock: dict[str, Any]) -> None:
 def _deactivate_metrics(token: Any) -> list[str]:
     if token is None:
         return []
-    from .tracking import metrics
+    from ..tracking import metrics
 
     return list(metrics.deactivate_for_run(token) or [])
 
@@ -661,6 +663,6 @@ def _config_ops(cfg: Any) -> Any:
     to_plain and to_argument."""
     if isinstance(cfg, PlainConfig):
         return plainconfig
-    from . import config
+    from ..config import omega as config
 
     return config

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import LockFileError
-from .lockfile import find_run_dir, load_lock
-from .rundir import BOOKKEEPING, LOCK_NAME, STATE_DIR
+from ..errors import LockFileError
+from ..record.lockfile import find_run_dir, load_lock
+from ..record.rundir import BOOKKEEPING, LOCK_NAME, STATE_DIR
 
 __all__ = [
     "OUTPUTS_EXCLUDE",
@@ -189,7 +189,7 @@ def _outputs_check(run_dir: Path, lock: Mapping[str, Any], cache: Any) -> tuple[
     recorded = lock.get("outputs")
     if not isinstance(recorded, Mapping) or not isinstance(recorded.get("files"), Mapping):
         return None, None
-    from .hashing import verify_outputs
+    from ..hashing import verify_outputs
 
     res = verify_outputs(run_dir, recorded, cache=cache)
     ok = not (res["changed"] or res["missing"])

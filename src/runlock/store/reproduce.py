@@ -25,9 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import _subprocess, git
-from .errors import DataError, GitError, LineageError, RemoteError, RunlockError, UsageError
-from .lockfile import load_lock
+from .. import _subprocess, git
+from ..errors import DataError, GitError, LineageError, RemoteError, RunlockError, UsageError
+from ..record.lockfile import load_lock
+from ..record.rundir import CONFIG_NAME, LOCK_NAME, LOG_NAME, RESULT_JSON, RESULT_PKL, STATE_DIR
+from ..settings import results_root
 from .remote import (
     LocalRun,
     _repo_root,
@@ -39,8 +41,6 @@ from .remote import (
     snapshot_commit,
     verify_run_data,
 )
-from .rundir import CONFIG_NAME, LOCK_NAME, LOG_NAME, RESULT_JSON, RESULT_PKL, STATE_DIR
-from .settings import results_root
 
 logger = logging.getLogger("runlock")
 
@@ -61,7 +61,7 @@ class PackageDiff:
 
 def package_differences(lock: dict[str, Any], path: list[str] | None = None) -> list[PackageDiff]:
     """Packages whose installed version differs from the lock's ``packages`` (missing/extra too)."""
-    from .packages import inventory, normalize_name
+    from ..capture.packages import inventory, normalize_name
 
     recorded = {normalize_name(k): str(v) for k, v in (lock.get("packages") or {}).items()}
     current = {normalize_name(k): str(v) for k, v in inventory(path)[0].items()}
@@ -107,7 +107,7 @@ def verify_inputs(run: LocalRun, *, root: Path, remote: str | None = None,
                 f"{', '.join(bad[:10])}.",
                 hint="restore it (runlock pull --force ID) before reproducing",
             )
-    from .hashing import hash_path
+    from ..hashing import hash_path
 
     for label, entry in sorted((run.lock.get("data") or {}).items()):
         if not isinstance(entry, dict) or not entry.get("hash") or not entry.get("path"):
@@ -281,7 +281,7 @@ def _result_match(old: dict[str, Any], new: dict[str, Any], old_dir: Path,
     ra, rb = old.get("result") or {}, new.get("result") or {}
     if "value" in ra and "value" in rb:
         return bool(ra["value"] == rb["value"])
-    from .hashing import hash_path
+    from ..hashing import hash_path
 
     for name in sorted(_RESULT_FILES):
         a, b = old_dir / name, new_dir / name
@@ -349,7 +349,7 @@ def reproduce(
     rep.new_run_dir = Path(out["run_dir"])
     rep.error = out.get("error")
     new_lock = load_lock(rep.new_run_dir)
-    from .hashing import hash_outputs
+    from ..hashing import hash_outputs
 
     recorded = lock.get("outputs") or {}
     if recorded.get("files") is None:

@@ -13,7 +13,7 @@ half-written state behind:
                         file, which fails if it exists -> a task is done at most once, and "done"
                         is final (a late finisher of a reclaimed task loses the race and discards)
   failed/<id>.json      {type, message, traceback, owner, launch}: tmp + rename
-  logs/                 per-worker log files (see runlock.taskmap)
+  logs/                 per-worker log files (see runlock.scale.taskmap)
   jobs/                 submitit pickles and job logs, when the SLURM backend runs without `folder`
 ```
 
@@ -50,7 +50,7 @@ _FAILED_SUFFIX = ".json"
 
 def new_owner_id() -> str:
     """A worker identity that is unique across hosts, processes and requeued SLURM jobs."""
-    from .environment import hostname
+    from ..capture.environment import hostname
 
     host = hostname().split(".")[0]
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from .errors import UsageError
+from ..errors import UsageError
 
 #: Effective statuses a run can be listed with ("crashed" = "running" whose process is gone).
 STATUSES = ("running", "completed", "failed", "interrupted", "crashed")

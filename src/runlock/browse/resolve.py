@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import AmbiguousRunError, RunNotFoundError
+from ..errors import AmbiguousRunError, RunNotFoundError
 from .query import RunList, RunRecord, select_runs
 
 #: How many candidates an ambiguity error lists.
@@ -24,9 +24,9 @@ def _looks_like_path(ref: str) -> bool:
 
 def record_for_dir(run_dir: Path) -> RunRecord:
     """A record read straight from a run directory's lock (runs outside the results root too)."""
-    from .environment import hostname
+    from ..capture.environment import hostname
+    from ..record.rundir import LOCK_NAME
     from .index import lock_columns
-    from .rundir import LOCK_NAME
 
     cols = lock_columns(run_dir / LOCK_NAME)
     return RunRecord.from_row(cols, now_ts=time.time(), this_host=hostname())
@@ -43,7 +43,7 @@ def resolve_run(ref: str | os.PathLike[str], root: Path) -> RunRecord:
     path = Path(text).expanduser()
     candidates = [path] if path.is_absolute() else [Path.cwd() / path, root / path]
     if _looks_like_path(text) or path.exists():
-        from .lockfile import find_run_dir
+        from ..record.lockfile import find_run_dir
 
         for candidate in candidates:
             if candidate.exists():

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import plainconfig
-from .errors import ConfigError, RunlockError
-from .interactive import in_interactive_session, push_to_namespace, show_traceback
-from .logs import verbosity_level
-from .run import Outcome, RunInterrupted, _resend_sigterm
-from .schema import describe_fields
-from .stages import Stage
+from ..config import plain as plainconfig
+from ..config.schema import describe_fields
+from ..errors import ConfigError, RunlockError
+from ..logs import verbosity_level
+from ..stages.decorator import Stage
+from ..stages.interactive import in_interactive_session, push_to_namespace, show_traceback
+from ..stages.run import Outcome, RunInterrupted, _resend_sigterm
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -87,7 +87,7 @@ def _experiments_tree(stage: Stage[Any, Any], args: argparse.Namespace) -> Any:
     candidates.append(Path.cwd() / "experiments.yaml")
     for path in candidates:
         if path.is_file():
-            from . import config as cfgmod
+            from ..config import omega as cfgmod
 
             data = cfgmod.load_yaml(path)
             if "experiments" in data:
@@ -121,12 +121,12 @@ def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _main_sweep(stage: Stage[Any, Any], args: argparse.Namespace, parser: argparse.ArgumentParser, interactive: bool) -> Any:
-    from . import sweep
+    from ..stages import sweep
 
     try:
         experiments: list[tuple[str, Any]] = []
         if args.experiment:
-            from . import config as cfgmod
+            from ..config import omega as cfgmod
 
             tree, _ = _experiments_tree(stage, args)
             experiments = cfgmod.select_experiments(tree, args.experiment, stage.schema.field_names)
@@ -162,7 +162,7 @@ def _main_sweep(stage: Stage[Any, Any], args: argparse.Namespace, parser: argpar
 
 
 def _main_map(stage: Stage[Any, Any], args: argparse.Namespace, parser: argparse.ArgumentParser, interactive: bool) -> Any:
-    from .stage_map import load_tasks, map_stage
+    from ..stages.stage_map import load_tasks, map_stage
 
     try:
         tasks = load_tasks(args.map_file)
@@ -197,7 +197,7 @@ def compose_from_args(stage: Stage[Any, Any], args: argparse.Namespace) -> tuple
         plain = plainconfig.plain_config(stage.schema.cls) if stage.schema.cls is not None else None
         if plain is not None:
             return plain, None
-    from . import config as cfgmod
+    from ..config import omega as cfgmod
 
     experiment = None
     name = None
@@ -254,7 +254,7 @@ def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
     """
     if not isinstance(stage, Stage):
         raise TypeError(f"runlock.main() expects a @runlock.stage function, got {stage!r}")
-    from . import stages
+    from ..stages import decorator as stages
 
     if stages._WORKER_IMPORT:  # noqa: SLF001 - a worker importing a script without a __main__ guard
         return None

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runlock.backends.base import DEADLINE_ENV, RequeueRequest
 from runlock.errors import BackendError, MissingDependencyError
+from runlock.scale.backends.base import DEADLINE_ENV, RequeueRequest
 
 C = TypeVar("C")
 

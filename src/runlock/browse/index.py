@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import xxhash
 
-from .errors import LockFileError, RunlockError
+from ..errors import LockFileError, RunlockError
+from ..record.rundir import LOCK_NAME, STATE_DIR
 from .filters import Condition, as_text
-from .rundir import LOCK_NAME, STATE_DIR
 
 if TYPE_CHECKING:
     import logging
@@ -40,7 +40,7 @@ def _log() -> logging.Logger:
     # imported on first use: a warm `runlock ls` neither logs nor parses YAML
     import logging
 
-    return logging.getLogger("runlock.index")
+    return logging.getLogger("runlock.browse.index")
 
 
 @cache
@@ -248,7 +248,7 @@ def _read_lock(path: str) -> _Parsed | None:
         return _Parsed(path, 0, -1, None, f"cannot read: {exc.strerror}")
     import yaml
 
-    from .lockfile import SCHEMA_VERSION, loads_lock
+    from ..record.lockfile import SCHEMA_VERSION, loads_lock
 
     try:
         data = _load_index_sections(raw)

@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from runlock.backends.base import Backend, RequeueRequest, get_backend, worker_deadline
 from runlock.errors import UsageError
 from runlock.logs import use_rich
-from runlock.tasks import TaskCounts, TaskStore, new_owner_id, tasks_digest
+from runlock.scale.backends.base import Backend, RequeueRequest, get_backend, worker_deadline
+from runlock.scale.tasks import TaskCounts, TaskStore, new_owner_id, tasks_digest
 
 __all__ = ["Chunk", "ChunkWorker", "MapSummary", "execute_map"]
 
-log = logging.getLogger("runlock.taskmap")
+log = logging.getLogger("runlock.scale.taskmap")
 
 EventHook = Callable[[str, TaskCounts], None]
 _MISSING: Any = object()

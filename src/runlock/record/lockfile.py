@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import yaml
 
-from .errors import LockFileError
+from ..errors import LockFileError
 from .rundir import LOCK_NAME, atomic_write
 
 SCHEMA_VERSION = 1

@@ -1,0 +1,1 @@
+"""Persisting and reproducing runs: rclone (its one owner), push/pull/remote, reproduce."""
