@@ -17,7 +17,14 @@ Then, alternating contenders, one untimed warm-up round, median of ``BENCH_REPS`
   (after a first call, so mlflow's import and store set-up are excluded), and once more as a
   fresh process for a like-for-like comparison with the CLI.
 
-Usage: ``.venv/bin/python bench/listing.py``
+Lock-only mode (``BENCH_MLFLOW=0``, the default above 20,000 runs: MLflow would take hours):
+the fixture is just run directories with a run.lock, written from the template by all cores
+(up to ``BENCH_N=1000000``: ~12 GB, see ``df -h``), and the figures are runlock's alone: cold
+index build (ms per run), refresh when nothing changed, refresh after one lock changed,
+``runlock.runs(where=...)`` in-process and ``runlock ls --where`` as a fresh process.
+
+Usage: ``.venv/bin/python bench/listing.py``;
+``BENCH_N=100000 BENCH_DATA=/tmp/lst100k .venv/bin/python bench/listing.py`` (lock-only)
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ LRS = (0.1, 0.01, 0.001, 0.0001)
 WHERE = ["lr=0.1", "acc>0.8"]
 MLFLOW_FILTER = "params.lr = '0.1' and metrics.acc > 0.8"
 FIXTURE_VERSION = 1
+WITH_MLFLOW = os.environ.get("BENCH_MLFLOW", "1" if N <= 20_000 else "0") != "0"
 
 
 def _records(n: int) -> list[dict[str, object]]:
@@ -113,13 +121,16 @@ def _lock_template() -> str:
     return text
 
 
-def make_runs(root: Path, records: list[dict[str, object]]) -> float:
-    template = _lock_template()
-    t0 = time.perf_counter()
+def _write_runs(args: tuple[Path, str, list[dict[str, object]], bool]) -> None:
+    root, template, records, extras = args
+    made: set[Path] = set()
     for rec in records:
         base = root / str(rec["experiment"]) / "train" if rec["experiment"] else root / "train"
+        if base not in made:
+            base.mkdir(parents=True, exist_ok=True)
+            made.add(base)
         d = base / str(rec["id"])
-        d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(exist_ok=True)
         start = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(int(rec["start"])))  # type: ignore[call-overload]
         end = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(int(rec["start"]) + 61))  # type: ignore[call-overload]
         text = (
@@ -130,8 +141,24 @@ def make_runs(root: Path, records: list[dict[str, object]]) -> float:
             .replace("@LOSS@", f"{rec['loss']:.6f}")
         )  # fmt: skip
         (d / "run.lock").write_text(text)
-        (d / "result.json").write_text(json.dumps({"acc": rec["acc"], "loss": rec["loss"]}))
-        (d / "model.pt").write_bytes(b"\0" * 64)
+        if extras:
+            (d / "result.json").write_text(json.dumps({"acc": rec["acc"], "loss": rec["loss"]}))
+            (d / "model.pt").write_bytes(b"\0" * 64)
+
+
+def make_runs(root: Path, records: list[dict[str, object]], *, extras: bool = True) -> float:
+    """Write the run directories, in chunks over every core (1,000,000 locks in minutes)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    template = _lock_template()
+    t0 = time.perf_counter()
+    step = 5000
+    chunks = [(root, template, records[i : i + step], extras) for i in range(0, len(records), step)]
+    if len(chunks) == 1:
+        _write_runs(chunks[0])
+    else:
+        with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+            list(pool.map(_write_runs, chunks))
     return time.perf_counter() - t0
 
 
@@ -177,7 +204,7 @@ def make_mlflow(uri: str, records: list[dict[str, object]]) -> tuple[str, float]
 
 def fixture(data: Path) -> dict[str, object]:
     stamp = data / "fixture.json"
-    want = {"n": N, "v": FIXTURE_VERSION}
+    want = {"n": N, "v": FIXTURE_VERSION, "mlflow": WITH_MLFLOW}
     if stamp.is_file():
         info = json.loads(stamp.read_text())
         if {k: info.get(k) for k in want} == want:
@@ -188,7 +215,12 @@ def fixture(data: Path) -> dict[str, object]:
         (data / name).unlink(missing_ok=True)
     records = _records(N)
     print(f"creating {N} run directories under {data / 'results'} ...", flush=True)
-    t_runs = make_runs(data / "results", records)
+    t_runs = make_runs(data / "results", records, extras=WITH_MLFLOW)
+    if not WITH_MLFLOW:
+        info = {**want, "runs_create_s": t_runs}
+        stamp.write_text(json.dumps(info))
+        print(f"  {t_runs:.1f} s (lock-only fixture)", flush=True)
+        return info
     print(f"  {t_runs:.1f} s; logging the same runs to mlflow (sqlite) ...", flush=True)
     uri = "sqlite:///" + str(data / "mlflow.db")
     subprocess.run([sys.executable, __file__, "--make-mlflow", str(data)], check=True)
@@ -238,9 +270,11 @@ def run_bench(data: Path) -> None:
     with RunIndex(root) as idx:
         built = idx.refresh()
     cold, cold_cpu = time.perf_counter() - t0, time.process_time() - c0
-    # One lock rewritten: the next query re-reads just that one.
-    some = sorted(root.glob("train/*/run.lock"))[0]
-    os.utime(some)
+    # One lock rewritten as runlock rewrites it: the next query re-reads just that one.
+    from runlock.record.lockfile import dump_lock, load_lock
+
+    some = root / "train" / str(_records(2)[1]["id"]) / "run.lock"  # record 0 is in sweep-0/
+    dump_lock(load_lock(some), some, durable=False)
     t0 = time.perf_counter()
     with RunIndex(root) as idx:
         changed = idx.refresh()
@@ -250,6 +284,9 @@ def run_bench(data: Path) -> None:
     expected = len(query.runs(where=WHERE, root=root))
     out = subprocess.run(cli, env=env, capture_output=True, text=True, check=True).stdout
     assert len(out.splitlines()) == expected + 1, (len(out.splitlines()), expected)
+    if not WITH_MLFLOW:
+        locks_only(root, cli, env, expected, built.total, cold, cold_cpu, one_s, info)
+        return
 
     import mlflow
 
@@ -328,6 +365,61 @@ def run_bench(data: Path) -> None:
         f"({float(info['mlflow_create_s']) / N * 1000:.1f} ms/run)"  # type: ignore[arg-type]
     )
     print(f"python {sys.version.split()[0]}, sqlite {__import__('sqlite3').sqlite_version}")
+
+
+def locks_only(
+    root: Path,
+    cli: list[str],
+    env: dict[str, str],
+    expected: int,
+    total: int,
+    cold: float,
+    cold_cpu: float,
+    one_s: float,
+    info: dict[str, object],
+) -> None:
+    """runlock's own figures (no MLflow): warm refresh, in-process query, fresh CLI process."""
+    from common import alternate, fmt_ms, load_note, run_wall, stats, table
+
+    from runlock.browse import query
+    from runlock.browse.index import RunIndex
+
+    def refresh() -> None:
+        with RunIndex(root) as idx:
+            idx.refresh()
+
+    def timed(fn: Callable[[], object]) -> Callable[[], float]:
+        def call() -> float:
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+
+        return call
+
+    contenders = {
+        "warm refresh, nothing changed (in-process)": timed(refresh),
+        "`runlock.runs(where=...)` in-process": timed(lambda: query.runs(where=WHERE, root=root)),
+        "`runlock ls --where` (fresh process)": lambda: run_wall(cli, env=env)[0],
+    }
+    if N <= 100_000:
+        plain = [sys.executable, "-m", "runlock", "--root", str(root), "ls"]
+        contenders["`runlock ls` (fresh process, every run)"] = lambda: run_wall(plain, env=env)[0]
+    samples = alternate(contenders, REPS, warmup=1)
+    rows = [[name, fmt_ms(stats(xs)["median"]), f"{stats(xs)['iqr_pct']:.0f}%"]
+            for name, xs in samples.items()]  # fmt: skip
+    table(
+        ["warm (index up to date)", "wall ms (median)", "IQR"],
+        rows,
+        title=f"{N} runs (lock-only fixture); lr=0.1 and acc>0.8 -> {expected} runs; "
+        f"median of {REPS}, alternating",
+        note=load_note(),
+    )
+    print(f"\ncold index build from {total} locks: {cold:.1f} s wall "
+          f"({cold / max(total, 1) * 1000:.3f} ms/run), {cold_cpu:.1f} s CPU of this process; "
+          f"refresh after one lock rewritten: {fmt_ms(one_s)}")  # fmt: skip
+    print(f"fixture: {float(info['runs_create_s']):.1f} s to write {N} run dirs")  # type: ignore[arg-type]
+    print(f"python {sys.version.split()[0]}, sqlite {__import__('sqlite3').sqlite_version}, "
+          f"{os.cpu_count()} cpus")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -706,6 +706,7 @@ t0 = time.perf_counter(); platform.uname(); res["platform.uname() cached"] = [ti
 import yaml
 import runlock.record.lockfile as L, runlock.config.omega as C, runlock.capture.seeding as SEED, runlock.capture.environment as E
 import runlock.record.rundir as RD
+import runlock._yaml as Y
 from omegaconf import OmegaConf
 
 lock = L.load_lock(Path(os.environ["BENCH_LOCK"]))
@@ -714,12 +715,12 @@ class CDumper(yaml.CSafeDumper):
 class PDumper(yaml.SafeDumper):
     pass
 for _d in (CDumper, PDumper):
-    _d.add_representer(str, L._str_representer)
+    _d.add_representer(str, Y._block_str)
 plain = L._to_plain(lock)
 py_text = yaml.dump(plain, Dumper=PDumper, sort_keys=False, allow_unicode=True, width=100)
 c_text = yaml.dump(plain, Dumper=CDumper, sort_keys=False, allow_unicode=True, width=100)
 res["yaml: CSafeDumper output identical"] = py_text == c_text
-res["runlock dumper"] = getattr(L, "_Dumper", type).__mro__[1].__name__
+res["runlock dumper"] = Y.ReadableDumper.__mro__[1].__name__
 res["lock size bytes"] = len(py_text)
 
 @dataclass

@@ -23,16 +23,8 @@ for _k, _v in {
 # Fixtures for the real components, one plugin module each.
 pytest_plugins = ["conftest_rclone", "conftest_slurm", "conftest_mlflow"]
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def need_component(available: bool, reason: str) -> None:
-    """Skip on a laptop, fail in CI: a missing real component must not pass silently there."""
-    if available:
-        return
-    if IN_CI:
-        pytest.fail(f"required component missing in CI: {reason}")
-    pytest.skip(reason)
+# Skip on a laptop, fail in CI (one helper, tests/_ci.py); re-exported for the test modules.
+from _ci import IN_CI, need_component, unavailable  # noqa: E402, F401
 
 
 @pytest.fixture

@@ -24,14 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _ci import unavailable
 
 START_TIMEOUT_S = 60.0
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"mlflow server unavailable: {reason}")
-    pytest.skip(f"mlflow server unavailable: {reason}")
+    unavailable(f"mlflow server unavailable: {reason}")
 
 
 def _free_port() -> int:

@@ -19,13 +19,7 @@ from typing import Any
 import pytest
 
 from runlock.errors import BackendError, TaskError, UsageError
-from runlock.scale.backends import (
-    DEADLINE_ENV,
-    Backend,
-    RequeueRequest,
-    available_backends,
-    get_backend,
-)
+from runlock.scale.backends import DEADLINE_ENV, RequeueRequest, get_backend
 from runlock.scale.taskmap import MapSummary, execute_map
 from runlock.scale.tasks import TaskCounts
 
@@ -79,11 +73,8 @@ def state_dir(tmp_path: Path) -> Path:
 # --- registry and bad input --------------------------------------------------------------------
 
 
-def test_registry_names() -> None:
-    assert {"inprocess", "joblib", "slurm"} <= set(available_backends())
-    be = get_backend("joblib", n_jobs=2)
-    assert isinstance(be, Backend) and be.name == "joblib"
-    assert get_backend("inprocess").run(lambda c: c * 2, [1, 2]) == [2, 4]
+# The protocol itself (order, failures, pickling, n_jobs) is checked for every registered
+# backend by tests/test_backend_conformance.py.
 
 
 @pytest.mark.parametrize(
@@ -248,7 +239,6 @@ def test_sigkilled_worker_tasks_are_reclaimed_after_lease(state_dir: Path, tmp_p
     proc.wait()
     calls = tmp_path / "calls"
     calls.mkdir()
-    t0 = time.monotonic()
     s = execute_map(
         partial(counted, str(calls), False),
         list(range(10)),
@@ -259,7 +249,6 @@ def test_sigkilled_worker_tasks_are_reclaimed_after_lease(state_dir: Path, tmp_p
     assert s.ok and s.running == 0
     assert _calls(calls) == {x: 1 for x in range(3, 10)}  # 0-2 were done before the kill
     assert s.results() == [0, -1, -2] + [-x for x in range(3, 10)]
-    assert time.monotonic() - t0 < 15
 
 
 def test_worker_logs_are_whole_lines_in_log_file(state_dir: Path, tmp_path: Path) -> None:

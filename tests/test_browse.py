@@ -13,12 +13,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from locks import make_run
 
 import runlock
 from runlock.browse.resolve import resolve_run
@@ -28,48 +28,6 @@ from runlock.record.lockfile import dump_lock, load_lock
 
 SRC = Path(runlock.__file__).resolve().parents[1]
 SNAP_REF = "refs/heads/runlock/snapshots"
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def make_run(
-    root: Path,
-    stage: str = "train",
-    run_id: str | None = None,
-    *,
-    status: str = "completed",
-    config: dict[str, Any] | None = None,
-    result: Any = None,
-    start: datetime | None = None,
-    **extra: Any,
-) -> Path:
-    """A run directory with a schema-1 lock, as the stage decorator writes it."""
-    make_run.counter = getattr(make_run, "counter", 0) + 1  # type: ignore[attr-defined]
-    n = make_run.counter  # type: ignore[attr-defined]
-    start = start or T0 + timedelta(minutes=n)
-    run_id = run_id or f"{start:%Y%m%dT%H%M%S}-{n:06x}"
-    d = root / stage / run_id
-    lock: dict[str, Any] = {
-        "schema": 1,
-        "id": run_id,
-        "stage": stage,
-        "status": status,
-        "run_dir": str(d),
-        "pid": 999_999_999,
-        "hostname": "build-host",
-        "heartbeat": None,
-        "timing": {"start": start.isoformat(), "end": None, "duration_s": 42.0},
-        "config": config if config is not None else {"lr": 0.1},
-        "seed": 0,
-        "environment": {"hostname": "build-host", "python_version": "3.11.7", "platform": "linux"},
-        "packages": {"numpy": "2.0.0", "torch": "2.4.0"},
-        "git": {"root": "/nowhere", "head": "a" * 40, "dirty": False},
-        "data": {},
-        "upstream": {},
-        "result": {"file": "result.json", "value": result},
-    }
-    lock.update(extra)
-    dump_lock(lock, d / "run.lock")
-    return d
 
 
 def lock_of(d: Path) -> dict[str, Any]:
@@ -385,12 +343,37 @@ def test_rm_refuses_outside_root(
     outside = make_run(tmp_path / "other results")
     code, _, err = run_main(capsys, "--root", str(root), "rm", str(outside), "--force")
     assert code == 2 and "outside the results root" in err and outside.exists()
-    # a symlink inside the root that points outside is refused too
-    (root / "train").mkdir(parents=True, exist_ok=True)
-    link = root / "train" / "link"
+    # a real run directory reached through a linked folder is still outside: refused by id too
+    (root / "team").symlink_to(tmp_path / "other results", target_is_directory=True)
+    for ref in (outside.name, str(root / "team" / "train" / outside.name)):
+        code, _, err = run_main(capsys, "--root", str(root), "rm", ref, "--force")
+        assert code == 2 and "outside the results root" in err and outside.exists()
+    # a link outside the root is not the root's to remove, wherever it points
+    inside = make_run(root)
+    stray = tmp_path / "stray link"
+    stray.symlink_to(inside, target_is_directory=True)
+    code, _, err = run_main(capsys, "--root", str(root), "rm", str(stray), "--force")
+    assert code == 2 and "outside the results root" in err
+    assert stray.is_symlink() and (inside / "run.lock").is_file()
+
+
+def test_rm_of_a_symlinked_run_removes_only_the_link(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = make_run(tmp_path / "store 'q'")
+    (root / "train").mkdir(parents=True)
+    link = root / "train" / "pulled run"
     link.symlink_to(outside, target_is_directory=True)
-    code, _, err = run_main(capsys, "--root", str(root), "rm", str(link), "--force")
-    assert code == 2 and "outside the results root" in err and outside.exists() and link.exists()
+    code, out, _ = run_main(capsys, "--root", str(root), "rm", str(link), "--dry-run")
+    assert code == 0 and "only the link would go" in out and link.is_symlink()
+    code, out, err = run_main(capsys, "--root", str(root), "rm", outside.name[:11], "--force")
+    assert code == 0, err
+    assert f"removed link {link} -> {outside} (the store copy is kept)" in out
+    assert not link.is_symlink() and not link.exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["run.lock"]  # the target untouched
+    assert runlock.runs(root=root).ids == []
+    code, _, err = run_main(capsys, "--root", str(root), "show", outside.name)
+    assert code != 0 and "No run" in err
 
 
 def test_rm_selection_rules(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -513,17 +496,14 @@ def test_real_stage_runs_rm(stage_runs: Path, capsys: pytest.CaptureFixture[str]
     assert len(runlock.runs(root=stage_runs)) == 2
 
 
-def test_ls_warm_is_fast_enough(root: Path, tmp_path: Path) -> None:
-    """A smoke check of the warm path (the real figures come from bench/listing.py)."""
+def test_ls_warm_filters_from_the_index(root: Path, tmp_path: Path) -> None:
+    """The warm path gives the same answer (its speed: bench/listing.py, not a test)."""
     for i in range(300):
         make_run(root, config={"lr": (0.1, 0.01)[i % 2]}, result={"acc": i / 300})
     cli("--root", str(root), "ls", cwd=tmp_path)  # builds the index
-    t0 = time.perf_counter()
     out = cli("--root", str(root), "ls", "-w", "lr=0.1", "-w", "acc>0.5", cwd=tmp_path)
-    elapsed = time.perf_counter() - t0
     expected = sum(1 for i in range(300) if i % 2 == 0 and i / 300 > 0.5)
     assert out.returncode == 0 and len(ids(out.stdout)) == expected
-    assert elapsed < 10  # generous: shared CI machines; bench/listing.py has the real target
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

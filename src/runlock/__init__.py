@@ -34,6 +34,13 @@ _LAZY = {
     # persistence
     "push": "runlock.store.remote",
     "pull": "runlock.store.remote",
+    # extension points: execution backends, trackers, lock sections
+    "register_backend": "runlock.scale.backends.base",
+    "Backend": "runlock.scale.backends.base",
+    "register_tracker": "runlock.tracking.base",
+    "Tracker": "runlock.tracking.base",
+    "Collector": "runlock.capture.collectors",
+    "RunContext": "runlock.capture.collectors",
     # errors
     "RunlockError": "runlock.errors",
     "ConfigError": "runlock.errors",
@@ -47,14 +54,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
     from .browse.query import runs
+    from .capture.collectors import Collector, RunContext
     from .cli.script import main
     from .config.schema import Input
     from .errors import ConfigError, ConfigKeyError, ConfigTypeError, RunlockError
     from .record.lockfile import load_lock
+    from .scale.backends.base import Backend, register_backend
     from .stages.compat import start, tracked
     from .stages.decorator import Stage, stage
     from .stages.run import Outcome, current_run
     from .store.remote import pull, push
+    from .tracking.base import Tracker, register_tracker
     from .tracking.metrics import log_metrics
 
 

@@ -7,6 +7,9 @@ working, and carries the exit code the CLI maps it to.
 
 from __future__ import annotations
 
+import sys
+from typing import IO
+
 
 class RunlockError(Exception):
     """Base class of every error runlock raises on purpose."""
@@ -17,6 +20,15 @@ class RunlockError(Exception):
         self.message = message
         self.hint = hint
         super().__init__(message if hint is None else f"{message}\n  hint: {hint}")
+
+    def show(self, file: IO[str] | None = None, *, prog: str = "runlock") -> None:
+        """Print the error the way every command line reports it (like click's
+        ``ClickException.show``): ``<prog>: error: <message>``, then ``  hint: ...`` if any.
+
+        The one renderer of errors at the CLI edge; the caller then exits with
+        :attr:`exit_code` (2 bad input, 1 failure).
+        """
+        print(f"{prog}: error: {self}", file=sys.stderr if file is None else file)
 
 
 class UsageError(RunlockError, ValueError):

@@ -2,7 +2,8 @@
 
 The lock files stay the source of truth: on every query the index is refreshed incrementally
 from them, keyed by ``(path, mtime_ns, size)`` like dvc-data's hash cache, so a changed lock is
-re-read, a deleted run disappears and an untouched one costs a ``stat``. Config and result values
+re-read and a deleted run disappears. "Nothing changed", the common case, costs no stat per lock:
+only one per folder holding runs (see :meth:`RunIndex._unchanged`). Config and result values
 are stored flattened (``optim.lr``) in a ``params`` table so ``--where`` filters run in SQL.
 
 The index is a cache: a corrupt file is rebuilt with a warning, an index of another version is
@@ -15,10 +16,10 @@ import json
 import marshal
 import math
 import os
-import re
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -26,13 +27,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import xxhash
 
 from ..errors import LockFileError, RunlockError
+from ..record.lock import Lock, to_timestamp
 from ..record.rundir import LOCK_NAME, STATE_DIR
+from ..record.walk import RootScan, scan
 from .filters import Condition, as_text
 
 if TYPE_CHECKING:
     import logging
 
-    import yaml
+__all__ = ["COLUMNS", "INDEX_VERSION", "RunIndex", "discover", "flatten", "to_timestamp"]
 
 
 @cache
@@ -41,15 +44,6 @@ def _log() -> logging.Logger:
     import logging
 
     return logging.getLogger("runlock.browse.index")
-
-
-@cache
-def _yaml_loader() -> type[yaml.SafeLoader]:
-    """libyaml's loader when built in: ~10x faster than the pure-Python one (index builds)."""
-    import yaml
-
-    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return loader
 
 
 #: Bump when the tables or the extraction change: older index files are then rebuilt.
@@ -97,48 +91,9 @@ def index_path(root: Path) -> Path:
 
 
 def discover(root: Path) -> dict[str, tuple[int, int]]:
-    """``{lock path: (mtime_ns, size)}`` of every run under ``root``.
-
-    A directory holding a run.lock is a run: its outputs are never walked (they can be huge).
-    Hidden directories (``.runlock`` state, ``.git``) and symlinked directories (loops, runs
-    counted twice) are skipped. One ``stat`` per directory plus one ``scandir`` per non-run one.
-    """
-    out: dict[str, tuple[int, int]] = {}
-    top = os.fspath(root)
-    try:
-        st = os.stat(os.path.join(top, LOCK_NAME))
-        out[os.path.join(top, LOCK_NAME)] = (st.st_mtime_ns, st.st_size)
-        return out
-    except OSError:
-        pass
-    stack = [top]
-    tail = os.sep + LOCK_NAME
-    stat = os.stat
-    while stack:
-        d = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                if entry.name[0] == ".":
-                    continue
-                try:
-                    if not entry.is_dir(follow_symlinks=False):
-                        continue
-                except OSError:
-                    continue
-                lock = entry.path + tail
-                try:
-                    st = stat(lock)
-                except (FileNotFoundError, NotADirectoryError):
-                    stack.append(entry.path)
-                    continue
-                except OSError:
-                    continue
-                out[lock] = (st.st_mtime_ns, st.st_size)
-    return out
+    """``{lock path: (mtime_ns, size)}`` of every run under ``root`` (``record.walk``'s policy:
+    symlinked runs included, a run's contents never walked, hidden directories skipped)."""
+    return {p: (st.st_mtime_ns, st.st_size) for p, st in scan(root).runs.items()}
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -163,20 +118,6 @@ def _json_default(obj: Any) -> Any:
     return obj.isoformat() if isinstance(obj, datetime) else str(obj)
 
 
-def to_timestamp(value: Any) -> float | None:
-    """Epoch seconds of an ISO string or datetime (naive = UTC, as runlock writes UTC)."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return float(value.timestamp())
-    return None
-
-
 def _num(value: Any) -> float | None:
     """The numeric column: ints and floats only (booleans compare as text, not as 0/1)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -197,43 +138,14 @@ class _Parsed(NamedTuple):
     error: str | None
 
 
-# A top-level key of a block-style YAML mapping: at column 0 (values, block scalars, wrapped flow
-# collections and list items under a key are indented or start with "- ").
-_TOP_KEY = re.compile(rb"^([A-Za-z_][A-Za-z0-9_.-]*):(?= |\r?\n|$)", re.M)
 #: The top-level lock sections the index reads; the others (packages, environment, outputs,
 #: upstream with its embedded locks...) are most of a lock's bytes and are skipped unparsed.
-INDEX_SECTIONS = frozenset(
-    {b"schema", b"id", b"stage", b"status", b"pid", b"hostname", b"heartbeat", b"timing",
-     b"config", b"git", b"result"}
+INDEX_SECTIONS = (
+    "schema", "id", "stage", "status", "pid", "hostname", "heartbeat", "timing", "config", "git",
+    "result",
 )  # fmt: skip
-
-
-def _load_index_sections(raw: bytes) -> dict[str, Any] | None:
-    """Parse only the sections the index needs; None when the text is not plainly block-style
-    (anything unusual before the first key, aliases across sections...): then parse it all.
-
-    This makes the first index build of a results root several times faster: a lock is mostly
-    package versions, environment, output hashes and embedded upstream locks.
-    """
-    starts = [(m.start(), m.group(1)) for m in _TOP_KEY.finditer(raw)]
-    if not starts or (raw[: starts[0][0]].strip(b" \t\r\n") and not raw.lstrip().startswith(b"#")):
-        return None
-    ends = [pos for pos, _ in starts[1:]] + [len(raw)]
-    wanted = [
-        raw[pos:end] for (pos, key), end in zip(starts, ends, strict=True) if key in INDEX_SECTIONS
-    ]
-    if b"hostname" not in {key for _, key in starts}:  # older locks: only environment.hostname
-        wanted += [raw[pos:end] for (pos, key), end in zip(starts, ends, strict=True)
-                   if key == b"environment"]  # fmt: skip
-    import yaml
-
-    try:
-        data = yaml.load(
-            b"".join(w if w.endswith(b"\n") else w + b"\n" for w in wanted), Loader=_yaml_loader()
-        )
-    except yaml.YAMLError:
-        return None
-    return data if isinstance(data, dict) else None
+#: Older locks keep the hostname only in ``environment``.
+_FALLBACK_SECTIONS = {"hostname": "environment"}
 
 
 def _read_lock(path: str) -> _Parsed | None:
@@ -246,33 +158,17 @@ def _read_lock(path: str) -> _Parsed | None:
         return None  # deleted since discovery
     except OSError as exc:
         return _Parsed(path, 0, -1, None, f"cannot read: {exc.strerror}")
-    import yaml
-
-    from ..record.lockfile import SCHEMA_VERSION, loads_lock
+    from ..record.lockfile import load_lock_sections  # imports yaml: not on a warm `ls`
 
     try:
-        data = _load_index_sections(raw)
-        if data is None:
-            data = yaml.load(raw, Loader=_yaml_loader())
-        if not (isinstance(data, dict) and data.get("schema") == SCHEMA_VERSION):
-            # old schema (migrations) or not a lock at all: lockfile owns both cases
-            data = loads_lock(raw.decode("utf-8"), source=path)
-    except (yaml.YAMLError, LockFileError, UnicodeDecodeError) as exc:
+        data = load_lock_sections(raw, INDEX_SECTIONS, instead=_FALLBACK_SECTIONS, source=path)
+    except LockFileError as exc:
         return _Parsed(path, st.st_mtime_ns, st.st_size, None, str(exc).splitlines()[0])
     return _Parsed(path, st.st_mtime_ns, st.st_size, data, None)
 
 
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, Mapping):
-            return None
-        d = d.get(k)
-    return d
-
-
 def _row(p: _Parsed) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Column values and flattened params of one parsed lock."""
-    lock = p.lock or {}
     cols: dict[str, Any] = {
         "path": p.path,
         "mtime_ns": p.mtime_ns,
@@ -281,31 +177,35 @@ def _row(p: _Parsed) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     }
     if p.lock is None:
         return cols, {}
-    start = _get(lock, "timing", "start")
-    duration = _get(lock, "timing", "duration_s")
-    git: Mapping[str, Any] = lock["git"] if isinstance(lock.get("git"), Mapping) else {}
-    pid = lock.get("pid")
-    config = lock.get("config") if isinstance(lock.get("config"), Mapping) else {}
-    result = result_fields(lock.get("result"))
+    lock = Lock.from_dict(p.lock)
+    git = lock.git
+    result = lock.data.get("result")  # the whole section: value, file (RunRecord reads both)
     cols.update(
-        id=str(lock.get("id") or Path(p.path).parent.name),
-        stage=str(lock.get("stage") or ""),
-        status=str(lock.get("status") or "running"),
-        start=start.isoformat() if isinstance(start, datetime) else start,
-        start_ts=to_timestamp(start),
-        duration=float(duration) if isinstance(duration, (int, float)) else None,
-        pid=pid if isinstance(pid, int) else None,
-        hostname=lock.get("hostname") or _get(lock, "environment", "hostname"),
-        heartbeat_ts=to_timestamp(lock.get("heartbeat")),
-        git_commit=git.get("head"),
-        git_dirty=None if git.get("dirty") is None else int(bool(git.get("dirty"))),
-        git_root=git.get("root"),
-        snapshot=_get(git, "snapshot", "commit"),
-        snapshot_ref=_get(git, "snapshot", "ref"),
-        config=json.dumps(config, default=_json_default),
-        result=json.dumps(lock.get("result"), default=_json_default),
+        id=lock.id or Path(p.path).parent.name,
+        stage=lock.stage or "",
+        status=lock.status,
+        start=lock.start,
+        start_ts=lock.start_ts,
+        duration=lock.duration_s,
+        pid=lock.pid,
+        hostname=lock.hostname,
+        heartbeat_ts=lock.heartbeat_ts,
+        git_commit=git.head if git else None,
+        git_dirty=None if git is None or git.dirty is None else int(git.dirty),
+        git_root=git.root if git else None,
+        snapshot=git.snapshot if git else None,
+        snapshot_ref=git.snapshot_ref if git else None,
+        config=json.dumps(lock.config, default=_json_default),
+        result=json.dumps(result, default=_json_default),
     )
-    return cols, {"config": flatten(config), "result": result}
+    return cols, {"config": flatten(lock.config), "result": result_fields(result)}
+
+
+def _read_rows(path: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
+    """:func:`_read_lock` and :func:`_row` in one call: what a pool worker sends back (plain
+    values, cheaper to pickle than the parsed lock)."""
+    parsed = _read_lock(path)
+    return None if parsed is None else _row(parsed)
 
 
 def lock_columns(lock_path: Path) -> dict[str, Any]:
@@ -366,6 +266,85 @@ def condition_sql(cond: Condition, sections: Sequence[str]) -> tuple[str, list[A
     return (f"NOT {sql}" if cond.op == "!=" else sql), sql_args
 
 
+#: A folder changed this recently may change again within the same tick of the file system's
+#: clock and keep its mtime (coarse: ms to seconds): such a walk is not trusted to mean "the
+#: same" next time (git's "racily clean" index entries).
+_RACY_NS = 2_000_000_000
+#: Locks to read before a process pool pays off (fork + pickling the rows back), and how many
+#: are read and written per write transaction (other writers get the lock in between).
+POOL_MIN_LOCKS = 2000
+BATCH_LOCKS = 20_000
+
+
+def _digest(values: Sequence[int]) -> str:
+    # text, not marshal: marshal's bytes depend on the objects' reference counts
+    return xxhash.xxh3_128_hexdigest(" ".join(map(str, values)).encode())
+
+
+def _watch_digest(containers: Sequence[str], linked: Sequence[str]) -> str:
+    """Digest of the folders' mtimes and the symlinked runs' lock keys; OSError when one is gone."""
+    stat = os.stat
+    values = [stat(c).st_mtime_ns for c in containers]
+    for lock in linked:
+        st = stat(lock)
+        values += [st.st_mtime_ns, st.st_size, st.st_ino]
+    return _digest(values)
+
+
+def _watch_record(walked: RootScan, started_ns: int) -> str | None:
+    """What :meth:`RunIndex._unchanged` compares, from the values this walk saw; None when a
+    folder or symlinked lock changed too recently to be trusted (see ``_RACY_NS``)."""
+    containers = sorted(walked.containers)
+    linked = sorted(walked.linked)
+    values: list[int] = [walked.containers[c] for c in containers]
+    for lock in linked:
+        st = walked.runs[lock]
+        values += [st.st_mtime_ns, st.st_size, st.st_ino]
+    newest = max(
+        [walked.containers[c] for c in containers] + [walked.runs[x].st_mtime_ns for x in linked],
+        default=0,
+    )
+    if newest > started_ns - _RACY_NS:
+        return None
+    digest = _digest(values)
+    return json.dumps([containers, linked, digest, len(walked.runs)])
+
+
+@cache
+def _insert_sql(names: tuple[str, ...]) -> str:
+    return f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+
+
+def _read_batches(
+    paths: Sequence[str],
+) -> Iterator[tuple[bool, Sequence[str], list[tuple[dict[str, Any], dict[str, dict[str, Any]]]]]]:
+    """``(last, batch of paths, their index rows)``, ``BATCH_LOCKS`` paths at a time; parsed by
+    every core for a big (cold) build: parsing YAML is most of its time."""
+    workers = min(os.cpu_count() or 1, 8)
+    pool = None
+    if len(paths) >= POOL_MIN_LOCKS and workers > 1:
+        import multiprocessing
+        import threading
+
+        # fork only: a forked copy of a process with threads may deadlock on a lock one of them
+        # held; spawn re-imports runlock in every worker (slower than reading serially)
+        if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        for i in range(0, len(paths), BATCH_LOCKS):
+            batch = paths[i : i + BATCH_LOCKS]
+            if pool is None:
+                read: Iterable[Any] = map(_read_rows, batch)
+            else:
+                read = pool.map(_read_rows, batch, chunksize=max(16, len(batch) // (workers * 8)))
+            yield i + BATCH_LOCKS >= len(paths), batch, [r for r in read if r is not None]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
 class RefreshStats(NamedTuple):
     """What one refresh did (for logs and tests)."""
 
@@ -373,6 +352,17 @@ class RefreshStats(NamedTuple):
     added: int
     updated: int
     removed: int
+
+
+class _ReadSnapshot:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN")
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.execute("COMMIT")  # a read: nothing to roll back
 
 
 class RunIndex:
@@ -483,51 +473,97 @@ class RunIndex:
         )  # fmt: skip
 
     def _refresh(self) -> RefreshStats:
-        found = discover(self.root) if self.root.is_dir() else {}
-        # The common case, nothing changed since the last refresh, is answered by one digest of
-        # every (path, mtime_ns, size) instead of reading 10,000 rows back. Rows always carry
-        # the key of the content they hold, so a digest that differs just means "compare all".
+        total = self._unchanged()
+        if total is not None:
+            return RefreshStats(total, 0, 0, 0)
+        started_ns = time.time_ns()
+        walked = scan(self.root) if self.root.is_dir() else RootScan({}, {}, frozenset())
+        found = {p: (st.st_mtime_ns, st.st_size) for p, st in walked.runs.items()}
+        watch = _watch_record(walked, started_ns)
+        # Folders changed but no lock did (a run dir created, not yet locked): one digest of
+        # every (path, mtime_ns, size) answers that instead of reading every row back.
         signature = xxhash.xxh3_128_hexdigest(marshal.dumps(found))
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'files'").fetchone()
         if row is not None and row[0] == signature:
+            self._set_meta({"watch": watch})
             return RefreshStats(len(found), 0, 0, 0)
         cur = self.conn.cursor()
-        cur.row_factory = None  # plain tuples: 10,000 rows on every query
+        cur.row_factory = None  # plain tuples: 1,000,000 rows on a cold refresh
         known = {r[0]: (r[1], r[2]) for r in cur.execute("SELECT path, mtime_ns, size FROM runs")}
         changed = [p for p, key in found.items() if known.get(p) != key]
         gone = [p for p in known if p not in found]
         if not changed and not gone:
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('files', ?)", (signature,))
+            self._set_meta({"files": signature, "watch": watch})
             return RefreshStats(len(found), 0, 0, 0)
-        # Parse outside the write transaction: other readers and writers are not held up.
-        parsed = [x for x in map(_read_lock, changed) if x is not None]
-        gone += [p for p in changed if p not in {x.path for x in parsed}]
-        self._write(parsed, gone, signature)
-        added = sum(1 for x in parsed if x.path not in known)
-        return RefreshStats(len(found), added, len(parsed) - added, len(gone))
+        final = {"files": signature, "watch": watch}
+        if not changed:
+            self._write([], gone, meta=final)
+            return RefreshStats(len(found), 0, 0, len(gone))
+        read, added, removed = 0, 0, len(gone)
+        for last, batch, rows in _read_batches(changed):
+            got = {cols["path"] for cols, _ in rows}
+            vanished = [p for p in batch if p not in got]  # deleted between the walk and the read
+            read += len(rows)
+            added += sum(1 for p in got if p not in known)
+            removed += sum(1 for p in vanished if p in known)
+            # the signatures go with the last batch: an interrupted build is resumed, not trusted
+            meta = final if last else None
+            self._write(rows, gone + vanished, known=known, meta=meta)
+            gone = []
+        return RefreshStats(len(found), added, read - added, removed)
+
+    def _unchanged(self) -> int | None:
+        """The run count when nothing changed since the last refresh, else None.
+
+        Answered without a stat per lock: every folder holding runs (root, stage and experiment
+        folders) changes its mtime when a run is added, removed, renamed or pulled into it, and
+        ``lockfile.dump_lock`` bumps it when a lock is rewritten in place (a run finishing).
+        Symlinked runs are stat'ed one by one (their lock's folder is outside the root).
+        """
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'watch'").fetchone()
+        if row is None or row[0] is None:
+            return None
+        try:
+            containers, linked, digest, total = json.loads(row[0])
+            now = _watch_digest(containers, linked)
+        except (OSError, ValueError, TypeError):
+            return None  # a folder gone, or a record of another shape: walk
+        return int(total) if now == digest else None
+
+    def _set_meta(self, values: Mapping[str, str | None]) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
 
     def _write(
-        self, parsed: Sequence[_Parsed], gone: Iterable[str], signature: str | None = None
+        self,
+        rows: Sequence[tuple[dict[str, Any], dict[str, dict[str, Any]]]],
+        gone: Iterable[str],
+        *,
+        known: Mapping[str, object] | None = None,
+        meta: Mapping[str, str | None] | None = None,
     ) -> None:
+        """One transaction: drop ``gone``, (re)insert ``rows``. ``known``: paths already in the
+        index (others are inserted without a delete first); ``meta``: the change signatures
+        that hold once this is written (None: forget them, the next refresh walks)."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            # None (forget): the next refresh compares everything
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('files', ?)", (signature,))
+            self._set_meta(meta or {"files": None, "watch": None})
             for path in gone:
                 self._delete(path)
-            for p in parsed:
-                self._delete(p.path)
-                cols, params = _row(p)
-                names = ", ".join(cols)
-                marks = ", ".join("?" * len(cols))
-                cur = conn.execute(
-                    f"INSERT INTO runs ({names}) VALUES ({marks})", list(cols.values())
-                )
+            params_sql = "INSERT OR REPLACE INTO params VALUES (?, ?, ?, ?, ?, ?)"
+            for cols, params in rows:
+                if known is None or cols["path"] in known:
+                    self._delete(cols["path"])
+                sql, values = _insert_sql(tuple(cols)), list(cols.values())
+                try:
+                    cur = conn.execute(sql, values)
+                except sqlite3.IntegrityError:  # another refresh added it since ``known`` was read
+                    self._delete(cols["path"])
+                    cur = conn.execute(sql, values)
                 run = cur.lastrowid
                 assert run is not None
                 conn.executemany(
-                    "INSERT OR REPLACE INTO params VALUES (?, ?, ?, ?, ?, ?)",
+                    params_sql,
                     [
                         _param_row(run, section, key, value)
                         for section, flat in params.items()
@@ -547,7 +583,7 @@ class RunIndex:
 
     def forget(self, lock_paths: Iterable[str]) -> None:
         """Drop runs (deleted by ``runlock rm``) without waiting for the next refresh."""
-        self._write([], list(lock_paths))
+        self._write([], list(lock_paths))  # forgets the signatures: the next refresh walks
 
     # -- queries -------------------------------------------------------------------------
 
@@ -560,8 +596,10 @@ class RunIndex:
         conditions: Sequence[Condition] = (),
         id_prefix: str | None = None,
         dir_name: str | None = None,
-    ) -> list[sqlite3.Row]:
-        """Rows (columns :data:`COLUMNS`) of readable locks matching all filters."""
+        raw: bool = False,
+    ) -> list[Any]:
+        """Rows (columns :data:`COLUMNS`) of readable locks matching all filters: ``sqlite3.Row``
+        objects, or plain tuples with ``raw`` (no per-column name lookups: 10,000 rows)."""
         where = ["error IS NULL"]
         args: list[Any] = []
         if stage:
@@ -587,7 +625,33 @@ class RunIndex:
             where.append(sql)
             args.extend(cond_args)
         sql = f"SELECT {', '.join(COLUMNS)} FROM runs WHERE {' AND '.join(where)}"
-        return list(self.conn.execute(sql, args))
+        cur = self.conn.cursor()
+        if raw:
+            cur.row_factory = None
+        return list(cur.execute(sql, args))
+
+    def param_keys(self, *, max_keys: int = 200) -> dict[str, frozenset[str]] | None:
+        """``{section: flattened keys}`` of every config/result value in the index, or None
+        past ``max_keys`` distinct keys. One index seek per key, not a scan of every value
+        (``SELECT DISTINCT`` reads all 80,000 rows of 10,000 runs: 12 ms; this: 0.3 ms)."""
+        out: dict[str, set[str]] = {"config": set(), "result": set()}
+        execute = self.conn.execute
+        key = ""
+        for _ in range(max_keys):
+            key = execute("SELECT min(key) FROM params WHERE key > ?", (key,)).fetchone()[0]
+            if key is None:
+                return {section: frozenset(keys) for section, keys in out.items()}
+            for section, keys in out.items():
+                if execute(
+                    "SELECT 1 FROM params WHERE key = ? AND section = ? LIMIT 1", (key, section)
+                ).fetchone():
+                    keys.add(key)
+        return None
+
+    def snapshot(self) -> _ReadSnapshot:
+        """``with idx.snapshot():`` queries inside see one state of the index (a read
+        transaction), e.g. rows and :meth:`param_keys` that agree."""
+        return _ReadSnapshot(self.conn)
 
     def _sections_with(self, cond: Condition) -> tuple[str, ...]:
         if cond.section is not None:

@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import MissingDependencyError, UsageError
+from ..record.lock import Lock, short_commit  # stdlib only: cheap
 from .filters import Condition, parse_since, parse_statuses, parse_where_all, split_key
 
 if TYPE_CHECKING:
@@ -92,6 +94,18 @@ class _cached(Generic[_T]):  # noqa: N801 - used like functools.cached_property
         return value
 
 
+def _load_json(text: str) -> Any:
+    """``json.loads`` of the index's JSON columns (written by ``json.dumps``: no surrounding
+    whitespace), skipping the whitespace scans that were half of the time of a small one."""
+    try:
+        return _raw_decode(text)[0]
+    except ValueError:
+        return json.loads(text)
+
+
+_raw_decode = json.JSONDecoder().raw_decode
+
+
 @cache
 def _parse_key(key: str) -> tuple[bool, tuple[str, ...], str, tuple[str, ...]]:
     """(is builtin, sections to look in, name, name's parts): parsed once per key, not per run."""
@@ -130,8 +144,10 @@ class RunRecord:
         self.id = id
         self.stage = stage
         self.status = status
-        self.dir = dir
-        self.start = start
+        self._lock_file = os.path.join(dir, "run.lock")
+        self.__dict__["dir"] = dir  # seeds the lazy field
+        self.__dict__["start"] = start
+        self.start_ts = None if start is None else start.timestamp()
         self.duration = duration
         self.recorded_status = recorded_status
         self.git_commit = git_commit
@@ -147,6 +163,17 @@ class RunRecord:
     def __repr__(self) -> str:
         return f"RunRecord(id={self.id!r}, stage={self.stage!r}, status={self.status!r}, dir={self.dir!r})"
 
+    # ``dir`` and ``start`` are built on first use: a Path and a datetime per row were a third
+    # of a 10,000-run ``runlock ls``, which shows neither
+    @_cached
+    def dir(self) -> Path:  # noqa: A003
+        """The run directory (where it is listed: a symlinked run's link path)."""
+        return Path(os.path.dirname(self._lock_file))
+
+    @_cached
+    def start(self) -> datetime | None:
+        return None if self.start_ts is None else datetime.fromtimestamp(self.start_ts, UTC)
+
     @property
     def lock_path(self) -> Path:
         return self.dir / "run.lock"
@@ -159,14 +186,19 @@ class RunRecord:
         return load_lock(self.lock_path)
 
     @_cached
+    def view(self) -> Lock:
+        """The typed view of the full lock (what ``show``, ``diff`` and ``lineage`` ask of it)."""
+        return Lock.from_dict(self.lock)
+
+    @_cached
     def config(self) -> dict[str, Any]:
-        value = json.loads(self._config_json)
+        value = _load_json(self._config_json)
         return value if isinstance(value, dict) else {}
 
     @_cached
     def result(self) -> Any:
         """The result value stored in the lock (dict or scalar), or None."""
-        section = json.loads(self._result_json)
+        section = _load_json(self._result_json)
         return section.get("value") if isinstance(section, dict) else None
 
     @_cached
@@ -187,10 +219,9 @@ class RunRecord:
 
     @property
     def commit(self) -> str | None:
-        """Short HEAD commit, ``*`` when the work tree was dirty."""
-        if not self.git_commit:
-            return None
-        return self.git_commit[:8] + ("*" if self.git_dirty else "")
+        """Short HEAD commit, ``*`` when the work tree was dirty (a display of HEAD, from the
+        index row; ``view.source_commit`` is the commit holding the run's exact source)."""
+        return short_commit(self.git_commit, self.git_dirty)
 
     def has(self, key: str) -> bool:
         return self._lookup(key)[0]
@@ -245,58 +276,65 @@ class RunRecord:
     def from_row(
         cls, row: sqlite3.Row | Mapping[str, Any], *, now_ts: float, this_host: str | None = None
     ) -> RunRecord:
-        start_ts = row["start_ts"]
-        status = effective_status(
-            row["status"],
-            pid=row["pid"],
-            hostname=row["hostname"],
-            heartbeat_ts=row["heartbeat_ts"],
-            now_ts=now_ts,
-            this_host=this_host,
-        )
-        duration = row["duration"]
-        if duration is None and status == "running" and start_ts is not None:
-            duration = max(0.0, now_ts - start_ts)  # elapsed so far
-        return cls(
-            id=row["id"],
-            stage=row["stage"],
-            status=status,
-            dir=Path(os.path.dirname(row["path"])),
-            start=datetime.fromtimestamp(start_ts, UTC) if start_ts is not None else None,
-            duration=duration,
-            recorded_status=row["status"],
-            git_commit=row["git_commit"],
-            git_dirty=None if row["git_dirty"] is None else bool(row["git_dirty"]),
-            snapshot=row["snapshot"],
-            snapshot_ref=row["snapshot_ref"],
-            git_root=row["git_root"],
-            hostname=row["hostname"],
-            pid=row["pid"],
-            _config_json=row["config"] or "{}",
-            _result_json=row["result"] or "null",
-        )
+        """A record from an index row (by column name)."""
+        from .index import COLUMNS
+
+        return cls.from_values([row[c] for c in COLUMNS], now_ts=now_ts, this_host=this_host)
+
+    @classmethod
+    def from_values(
+        cls, values: Sequence[Any], *, now_ts: float, this_host: str | None = None
+    ) -> RunRecord:
+        """A record from an index row as a tuple in ``index.COLUMNS`` order (what a listing
+        builds for every run: no name lookups, ``dir`` and ``start`` left for first use)."""
+        (path, id_, stage, recorded, _start, start_ts, duration, pid, hostname, heartbeat_ts,
+         git_commit, git_dirty, git_root, snapshot, snapshot_ref, config, result) = values  # fmt: skip
+        status = recorded
+        if recorded == "running":
+            status = effective_status(
+                recorded, pid=pid, hostname=hostname, heartbeat_ts=heartbeat_ts, now_ts=now_ts,
+                this_host=this_host,
+            )  # fmt: skip
+            if duration is None and status == "running" and start_ts is not None:
+                duration = max(0.0, now_ts - start_ts)  # elapsed so far
+        self = cls.__new__(cls)
+        self.__dict__.update(
+            id=id_, stage=stage, status=status, _lock_file=path, start_ts=start_ts,
+            duration=duration, recorded_status=recorded, git_commit=git_commit,
+            git_dirty=None if git_dirty is None else bool(git_dirty), snapshot=snapshot,
+            snapshot_ref=snapshot_ref, git_root=git_root, hostname=hostname, pid=pid,
+            _config_json=config or "{}", _result_json=result or "null",
+        )  # fmt: skip
+        return self
 
 
 class RunList(list[RunRecord]):
     """A list of runs with table helpers."""
+
+    #: ``{section: every key the index holds}`` when these runs came from one index read: lets
+    #: :meth:`keys` stop at the first runs that show them all instead of parsing every run
+    index_keys: Mapping[str, frozenset[str]] | None = None
 
     @property
     def ids(self) -> list[str]:
         return [r.id for r in self]
 
     def keys(self, section: str) -> list[str]:
-        """All flattened keys of ``section`` ("config" or "result") over these runs, in order."""
+        """All flattened keys of ``section`` ("config" or "result") over these runs, in order
+        (first seen first)."""
+        from .index import flatten
+
+        known = self.index_keys.get(section) if self.index_keys is not None else None
+        left = set(known) if known is not None else None
         seen: dict[str, None] = {}
-        if section == "result":
-            for r in self:
-                seen.update(dict.fromkeys(f"result.{k}" for k in r.result_fields))
-            return list(seen)
-        prefix = f"{section}."
         for r in self:
-            for k in r.params:
-                if k.startswith(prefix):
-                    seen.setdefault(k, None)
-        return list(seen)
+            fields = r.result_fields if section == "result" else flatten(r.config)
+            seen.update(dict.fromkeys(fields))
+            if left is not None:
+                left.difference_update(fields)
+                if not left:  # the index has no other key: later runs add nothing
+                    break
+        return [f"{section}.{k}" for k in seen]
 
     def varying_config_keys(self) -> list[str]:
         """``config.*`` keys whose value differs between the runs (all keys for one run)."""
@@ -336,31 +374,28 @@ class RunList(list[RunRecord]):
         return pd.DataFrame.from_records(records, columns=columns)
 
 
-def _sort_key(key: str) -> Any:
-    def get(r: RunRecord) -> tuple[int, Any]:
-        v = r.get(key)
-        if isinstance(v, datetime):
-            return (0, v.timestamp())
-        if isinstance(v, (bool, int, float)):
-            return (0, float(v))
-        return (1, str(v))
-
-    return get
+def _order(v: Any) -> tuple[int, Any]:
+    if isinstance(v, datetime):
+        return (0, v.timestamp())
+    if isinstance(v, (bool, int, float)):
+        return (0, float(v))
+    return (1, str(v))
 
 
 def sort_runs(records: list[RunRecord], sort: str | Sequence[str] | None) -> list[RunRecord]:
     """Sort by keys (``-key`` descending); default newest first. Missing values go last."""
     keys = [sort] if isinstance(sort, str) else list(sort or ["-start"])
     out = list(records)
-    out.sort(key=lambda r: r.id, reverse=True)  # stable tie-break: newest id first
+    out.sort(key=attrgetter("id"), reverse=True)  # stable tie-break: newest id first
     for key in reversed(keys):
         desc = key.startswith("-")
         name = key.lstrip("-+")
-        getter = _sort_key(name)
-        present = [r for r in out if r.get(name) is not None]
-        missing = [r for r in out if r.get(name) is None]
-        present.sort(key=getter, reverse=desc)
-        out = present + missing
+        # "start" orders by its timestamp: the same order, without a datetime per run
+        values = [r.start_ts for r in out] if name == "start" else [r.get(name) for r in out]
+        present = [(_order(v), r) for v, r in zip(values, out, strict=True) if v is not None]
+        missing = [r for v, r in zip(values, out, strict=True) if v is None]
+        present.sort(key=itemgetter(0), reverse=desc)
+        out = [r for _, r in present] + missing
     return out
 
 
@@ -419,21 +454,26 @@ def select_runs(
         raw = {"running" if s == "crashed" else s for s in statuses}
     with RunIndex(root) as idx:
         idx.refresh()
-        rows = idx.select(
-            stage=stage,
-            statuses=raw,
-            since_ts=since.timestamp() if since else None,
-            conditions=conditions,
-            id_prefix=id_prefix,
-            dir_name=dir_name,
-        )
+        with idx.snapshot():  # the rows and the keys of one state of the index
+            rows = idx.select(
+                stage=stage,
+                statuses=raw,
+                since_ts=since.timestamp() if since else None,
+                conditions=conditions,
+                id_prefix=id_prefix,
+                dir_name=dir_name,
+                raw=True,
+            )
+            index_keys = idx.param_keys()
         if broken is not None:
             broken.extend(idx.broken())
     now_ts, host = time.time(), None
-    records = [RunRecord.from_row(r, now_ts=now_ts, this_host=host) for r in rows]
+    records = [RunRecord.from_values(r, now_ts=now_ts, this_host=host) for r in rows]
     if statuses is not None:
         records = [r for r in records if r.status in statuses]
     records = sort_runs(records, sort)
     if limit is not None:
         records = records[:limit]
-    return RunList(records)
+    out = RunList(records)
+    out.index_keys = index_keys
+    return out

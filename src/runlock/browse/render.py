@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import IO, Any
@@ -78,6 +79,12 @@ def fmt_time(dt: datetime | None) -> str:
     return "-" if dt is None else dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def fmt_timestamp(ts: float | None) -> str:
+    """:func:`fmt_time` of a POSIX timestamp, without building a datetime (a listing's every
+    row): ``astimezone()`` also takes the local time of the timestamp's whole second."""
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
 def fmt_value(value: Any) -> str:
     """Compact cell text: 6 significant digits for floats, JSON for containers."""
     if value is None:
@@ -116,13 +123,10 @@ def print_table(
             table.add_row(*cells)
         _console(out).print(table)
         return
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
+    widths = [max(map(len, column)) for column in zip(headers, *rows, strict=True)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths).format  # one format call per row
     lines = [] if title is None else [title]
-    for row in (headers, *rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    lines += [line(*row).rstrip() for row in (headers, *rows)]
     out.write("\n".join(lines) + "\n")
 
 

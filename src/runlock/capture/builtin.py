@@ -7,7 +7,7 @@ run ends (also when it failed). Lock sections:
 * ``data`` (:class:`DataCollector`): ``{label: hash_path(...) entry}`` for the stage's inputs;
 * ``git`` (:class:`GitCollector`): repository basics and the source snapshot;
 * ``upstream`` (:class:`LineageCollector`): earlier runs named by config values
-  (see :mod:`runlock.lineage`);
+  (see :mod:`runlock.capture.lineage`);
 * ``outputs`` (:class:`OutputsCollector`): ``hash_outputs(run_dir)`` at the end.
 """
 
@@ -20,13 +20,10 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import DataError
-from .collectors import Collector, RunContext
-
-if TYPE_CHECKING:
-    from ..stages.run import StageOptions
+from .collectors import CaptureOptions, Collector, RunContext
 
 log = logging.getLogger("runlock")
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
@@ -57,7 +54,7 @@ class GitCollector:
 
     key = "git"
 
-    def __init__(self, options: StageOptions) -> None:
+    def __init__(self, options: CaptureOptions) -> None:
         self.options = options
         self._future: concurrent.futures.Future[Any] | None = None
         self._cached: dict[str, Any] | None = None
@@ -225,7 +222,7 @@ class DataCollector:
 
     key = "data"
 
-    def __init__(self, options: StageOptions) -> None:
+    def __init__(self, options: CaptureOptions) -> None:
         self.options = options
         self._hasher: Any = None
         self._launcher: threading.Thread | None = None
@@ -267,7 +264,7 @@ class DataCollector:
 
 
 class LineageCollector:
-    """Earlier runs named by config values (lock ``upstream``, see :mod:`runlock.lineage`).
+    """Earlier runs named by config values (lock ``upstream``, see :mod:`runlock.capture.lineage`).
 
     ``start`` only finds the candidate paths (a few ``stat`` calls) and records their run
     directories; reading the upstream locks and re-hashing their outputs (``outputs_match``)
@@ -276,7 +273,7 @@ class LineageCollector:
 
     key = "upstream"
 
-    def __init__(self, options: StageOptions) -> None:
+    def __init__(self, options: CaptureOptions) -> None:
         self.options = options
         self._future: concurrent.futures.Future[tuple[dict[str, Any], list[str]]] | None = None
 
@@ -342,7 +339,7 @@ class OutputsCollector:
 
     key = "outputs"
 
-    def __init__(self, options: StageOptions) -> None:
+    def __init__(self, options: CaptureOptions) -> None:
         self.options = options
 
     def start(self, ctx: RunContext) -> Any:
@@ -366,13 +363,13 @@ class OutputsCollector:
 
 
 def _is_lock_tmp(rel: str) -> bool:
-    """A temporary file of :func:`runlock.rundir.atomic_write` for one of runlock's own files."""
+    """A temporary file of :func:`runlock.record.rundir.atomic_write` for one of runlock's own files."""
     from ..record.rundir import BOOKKEEPING
 
     return "/" not in rel and rel.endswith(".tmp") and any(rel.startswith(f".{n}.") for n in BOOKKEEPING)
 
 
-def default_collectors(options: StageOptions) -> list[Collector]:
+def default_collectors(options: CaptureOptions) -> list[Collector]:
     """Data first: a missing input stops the run before any other background work starts."""
     collectors: list[Collector] = [
         DataCollector(options),

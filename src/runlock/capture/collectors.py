@@ -12,6 +12,44 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
+class CaptureOptions(Protocol):
+    """The stage options the built-in collectors read (read-only).
+
+    :class:`runlock.stages.run.StageOptions` has them all; declared here so that capture
+    depends on nothing above it (the run lifecycle imports capture, never the reverse).
+    """
+
+    @property
+    def snapshot(self) -> bool:
+        """Snapshot the source into a shadow git branch."""
+        ...
+
+    @property
+    def snapshot_branch(self) -> str | None: ...
+
+    @property
+    def snapshot_include(self) -> tuple[str, ...]: ...
+
+    @property
+    def snapshot_exclude(self) -> tuple[str, ...]: ...
+
+    @property
+    def snapshot_max_file_mb(self) -> float: ...
+
+    @property
+    def files_of_interest(self) -> tuple[str, ...]: ...
+
+    @property
+    def track_data(self) -> tuple[str, ...]:
+        """Config fields or literal paths whose data is hashed into the lock."""
+        ...
+
+    @property
+    def hash_outputs(self) -> bool:
+        """Record hashes of the run's output files at the end."""
+        ...
+
+
 @dataclass
 class RunContext:
     """What a collector may read about the run it is collecting for."""
@@ -23,7 +61,7 @@ class RunContext:
     start: datetime
     config: dict[str, Any]
     #: the stage's options (snapshot settings, inputs, ...)
-    options: Any
+    options: CaptureOptions
     #: the source file of the stage function (where to look for the git repository)
     source_file: Path | None
     lock: dict[str, Any] = field(default_factory=dict)

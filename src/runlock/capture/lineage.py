@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LockFileError
+from ..record.lock import Lock, Upstream
 from ..record.lockfile import find_run_dir, load_lock
 from ..record.rundir import BOOKKEEPING, LOCK_NAME, STATE_DIR
 
@@ -186,8 +187,8 @@ def _outputs_check(run_dir: Path, lock: Mapping[str, Any], cache: Any) -> tuple[
     Files added after the run (notes, plots, a downstream run nested inside) do not count as a
     mismatch, as in ``runlock push``'s check: only changed or missing recorded files do.
     """
-    recorded = lock.get("outputs")
-    if not isinstance(recorded, Mapping) or not isinstance(recorded.get("files"), Mapping):
+    recorded = Lock.from_dict(lock).outputs_manifest
+    if recorded is None:
         return None, None
     from ..hashing import verify_outputs
 
@@ -239,14 +240,15 @@ def collect_upstream(
             section[cand.key] = {"id": None, "stage": None, "path": str(rd), "status": None,
                                  "outputs_match": None, "warning": msg}
             continue
+        view = Lock.from_dict(lock)
         entry = {
-            "id": lock.get("id"),
-            "stage": lock.get("stage"),
+            "id": view.id,
+            "stage": view.stage,
             "path": str(rd),
         }
         if cand.file is not None:
             entry["file"] = cand.file
-        status = lock.get("status")
+        status = view.status
         entry["status"] = status
         if verify and rd not in checks:
             try:
@@ -267,7 +269,7 @@ def collect_upstream(
                 )
         if status in _UNFINISHED:
             msg = (f"upstream: run {entry['id']} ({rd}, config key '{cand.key}') "
-                   f"{_UNFINISHED[str(status)]}")
+                   f"{_UNFINISHED[status]}")
             entry["warning"] = msg
             warnings.append(msg)
         entry["lock"] = copy.deepcopy(lock)
@@ -314,29 +316,25 @@ def iter_upstream(lock: Mapping[str, Any]) -> Iterator[tuple[int, str, dict[str,
     depth 1). An entry whose lock is a ``{"ref": id}`` is yielded but not descended into: its
     upstream was yielded where it is embedded in full."""
 
-    def walk(node: Mapping[str, Any], depth: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
-        section = node.get("upstream")
-        if not isinstance(section, Mapping):
-            return
-        for key, entry in section.items():
-            if not isinstance(entry, dict):
-                continue
-            yield depth, str(key), entry
-            inner = entry.get("lock")
-            if isinstance(inner, Mapping) and "ref" not in inner:
-                yield from walk(inner, depth + 1)
+    for depth, up in _walk(lock, 1):
+        if isinstance(up.entry, dict):
+            yield depth, up.key, up.entry
 
-    yield from walk(lock, 1)
+
+def _walk(lock: Mapping[str, Any], depth: int) -> Iterator[tuple[int, Upstream]]:
+    """The typed form of :func:`iter_upstream`."""
+    for up in Lock.from_dict(lock).upstream:
+        yield depth, up
+        if up.lock is not None:
+            yield from _walk(up.lock, depth + 1)
 
 
 def embedded_locks(lock: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Every full upstream lock embedded in ``lock`` (at any depth), by run id: resolves refs."""
     out: dict[str, dict[str, Any]] = {}
-    for _, _, entry in iter_upstream(lock):
-        inner = entry.get("lock")
-        uid = entry.get("id")
-        if uid is not None and isinstance(inner, dict) and "ref" not in inner:
-            out.setdefault(str(uid), inner)
+    for _, up in _walk(lock, 1):
+        if up.id is not None and isinstance(up.lock, dict):
+            out.setdefault(up.id, up.lock)
     return out
 
 
@@ -350,29 +348,26 @@ def lineage_tree(lock: Mapping[str, Any]) -> dict[str, Any]:
     where it first appears.
     """
 
-    def node(key: str | None, entry: Mapping[str, Any], inner: Mapping[str, Any] | None) -> dict[str, Any]:
-        ref = isinstance(inner, Mapping) and "ref" in inner
-        children: list[dict[str, Any]] = []
-        if isinstance(inner, Mapping) and not ref:
-            section = inner.get("upstream")
-            if isinstance(section, Mapping):
-                for k, e in section.items():
-                    if isinstance(e, Mapping):
-                        sub = e.get("lock")
-                        children.append(node(str(k), e, sub if isinstance(sub, Mapping) else None))
+    def children(inner: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        return [] if inner is None else [node(up) for up in Lock.from_dict(inner).upstream]
+
+    def node(up: Upstream) -> dict[str, Any]:
         return {
-            "key": key,
-            "id": entry.get("id"),
-            "stage": entry.get("stage"),
-            "status": entry.get("status"),
-            "path": entry.get("path") if key is not None else entry.get("run_dir"),
-            "outputs_match": entry.get("outputs_match"),
-            "ref": ref,
-            "warning": entry.get("warning"),
-            "children": children,
+            "key": up.key,
+            "id": up.id,
+            "stage": up.stage,
+            "status": up.status,
+            "path": up.path,
+            "outputs_match": up.outputs_match,
+            "ref": up.ref,
+            "warning": up.warning,
+            "children": children(up.lock),
         }
 
-    return node(None, lock, lock)
+    run = Lock.from_dict(lock)
+    return {"key": None, "id": run.id, "stage": run.stage, "status": run.status,
+            "path": run.run_dir, "outputs_match": None, "ref": False, "warning": None,
+            "children": children(lock)}  # fmt: skip
 
 
 def upstream_dirs(lock: Mapping[str, Any]) -> list[Path]:
@@ -380,11 +375,9 @@ def upstream_dirs(lock: Mapping[str, Any]) -> list[Path]:
     recorded by the consumer that embedded it (runs may have moved since: check they exist)."""
     out: list[Path] = []
     seen: set[str] = set()
-    for _, _, entry in iter_upstream(lock):
-        path = entry.get("path")
-        ident = str(entry.get("id") or path)
-        if not path or ident in seen:
+    for _, up in _walk(lock, 1):
+        if not up.path or (up.id or up.path) in seen:
             continue
-        seen.add(ident)
-        out.append(Path(str(path)))
+        seen.add(up.id or up.path)
+        out.append(Path(up.path))
     return out

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RunlockError as exc:
-        print(f"runlock: error: {exc}", file=sys.stderr)
+        exc.show()
         return exc.exit_code
     except KeyboardInterrupt:
         print("runlock: interrupted", file=sys.stderr)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .ls import add_root_argument, root_of
+
+if TYPE_CHECKING:
+    from ..record.lock import Lock
 
 #: Environment fields that can change a result (not argv/cwd/times, which always differ).
 ENV_KEYS = (
@@ -57,31 +60,31 @@ def _section(lock: Mapping[str, Any], key: str) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def _code_facts(lock: Mapping[str, Any]) -> dict[str, Any]:
-    git = _section(lock, "git")
-    snap: Mapping[str, Any] = git["snapshot"] if isinstance(git.get("snapshot"), Mapping) else {}
-    fn = _section(lock, "function")
+def _code_facts(lock: Lock) -> dict[str, Any]:
+    git, fn = lock.git, lock.function
     facts = {
-        "commit": git.get("head"),
-        "dirty": git.get("dirty"),
-        "snapshot": snap.get("commit"),
-        "function": fn.get("qualname") or fn.get("name"),
-        "module": fn.get("module"),
+        "commit": git.head if git else None,
+        "dirty": git.dirty if git else None,
+        "snapshot": git.snapshot if git else None,
+        "function": (fn.qualname or fn.name) if fn else None,
+        "module": fn.module if fn else None,
     }
     return {k: v for k, v in facts.items() if v is not None}
 
 
-def _code_diff(la: Mapping[str, Any], lb: Mapping[str, Any], patch: bool) -> dict[str, Any]:
+def _code_diff(la: Lock, lb: Lock, patch: bool) -> dict[str, Any]:
     """Commits that differ, plus the files (or patch) between the two source snapshots."""
     out: Changes = mapping_diff(_code_facts(la), _code_facts(lb))
     if not out:
         return out
-    ga, gb = _section(la, "git"), _section(lb, "git")
-    rev_a, rev_b = (_code_facts(la).get("snapshot") or ga.get("head"),
-                    _code_facts(lb).get("snapshot") or gb.get("head"))  # fmt: skip
+    ga, gb = la.git, lb.git
+    # The snapshot holds the exact source; HEAD is the best we have for a run without one.
+    rev_a = (ga.snapshot or ga.head) if ga else None
+    rev_b = (gb.snapshot or gb.head) if gb else None
     if not rev_a or not rev_b or rev_a == rev_b:
         return out
-    repo = next((Path(r) for r in (gb.get("root"), ga.get("root")) if r and Path(r).is_dir()), None)
+    roots = (gb.root if gb else None, ga.root if ga else None)
+    repo = next((Path(r) for r in roots if r and Path(r).is_dir()), None)
     if repo is None:
         out["files_note"] = "source repository not found on this machine: file list unavailable"
         return out
@@ -110,20 +113,19 @@ def diff_locks(
     """Every section that differs between two locks (a pure function of the two locks, plus the
     git repository for the code file list)."""
     from ..browse.index import flatten
+    from ..record.lock import Lock
 
-    def data(lock: Mapping[str, Any]) -> dict[str, Any]:
+    va, vb = Lock.from_dict(la), Lock.from_dict(lb)
+
+    def data(lock: Lock) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for label, info in _section(lock, "data").items():
-            if isinstance(info, Mapping):
-                out[label] = info.get("hash")
-                out[f"{label}.path"] = info.get("path")
-            else:
-                out[label] = info
+        for d in lock.inputs:
+            out[d.label] = d.hash
+            out[f"{d.label}.path"] = d.path
         return out
 
-    def upstream(lock: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: (v.get("id") if isinstance(v, Mapping) else v)
-                for k, v in _section(lock, "upstream").items()}  # fmt: skip
+    def upstream(lock: Lock) -> dict[str, Any]:
+        return {up.key: up.id for up in lock.upstream}
 
     def env(lock: Mapping[str, Any]) -> dict[str, Any]:
         e = _section(lock, "environment")
@@ -132,11 +134,11 @@ def diff_locks(
         return flat
 
     sections: dict[str, Changes] = {
-        "config": mapping_diff(flatten(_section(la, "config")), flatten(_section(lb, "config"))),
-        "seed": mapping_diff({"seed": la.get("seed")}, {"seed": lb.get("seed")}),
-        "code": _code_diff(la, lb, patch),
-        "data": mapping_diff(data(la), data(lb)),
-        "upstream": mapping_diff(upstream(la), upstream(lb)),
+        "config": mapping_diff(flatten(va.config), flatten(vb.config)),
+        "seed": mapping_diff({"seed": va.seed}, {"seed": vb.seed}),
+        "code": _code_diff(va, vb, patch),
+        "data": mapping_diff(data(va), data(vb)),
+        "upstream": mapping_diff(upstream(va), upstream(vb)),
         "packages": mapping_diff(_section(la, "packages"), _section(lb, "packages")),
         "environment": mapping_diff(env(la), env(lb)),
     }

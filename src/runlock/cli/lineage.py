@@ -31,12 +31,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _commit(lock: Mapping[str, Any]) -> str | None:
-    git: Mapping[str, Any] = lock["git"] if isinstance(lock.get("git"), Mapping) else {}
-    head = git.get("head")
-    return None if not head else str(head)[:8] + ("*" if git.get("dirty") else "")
-
-
 def _lookup(run_id: str | None, root: Path) -> Mapping[str, Any] | None:
     """The lock of an upstream run found under the results root, or None."""
     if not run_id:
@@ -50,32 +44,44 @@ def _lookup(run_id: str | None, root: Path) -> Mapping[str, Any] | None:
         return None
 
 
-def lineage_tree(lock: Mapping[str, Any], root: Path, depth: int = 0) -> dict[str, Any]:
-    """``{id, stage, status, commit, upstream: {config_key: node + outputs_match}}``."""
+def lineage_tree(
+    lock: Mapping[str, Any],
+    root: Path,
+    depth: int = 0,
+    embedded: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``{id, stage, status, commit, upstream: {config_key: node + outputs_match}}``.
+
+    ``embedded``: the full locks embedded anywhere in the top lock, by id, for the entries
+    stored as ``{ref: id}`` (a run met twice is embedded once).
+    """
+    from ..capture.lineage import embedded_locks
+    from ..record.lock import Lock
+
+    view = Lock.from_dict(lock)
+    if embedded is None:
+        embedded = embedded_locks(lock)
     node: dict[str, Any] = {
-        "id": lock.get("id"),
-        "stage": lock.get("stage"),
-        "status": lock.get("status"),
-        "commit": _commit(lock),
+        "id": view.id,
+        "stage": view.stage,
+        "status": view.status,
+        "commit": view.git.short_head if view.git else None,
         "upstream": {},
     }
-    upstream: Mapping[str, Any] = (
-        lock["upstream"] if isinstance(lock.get("upstream"), Mapping) else {}
-    )
-    for key, up in upstream.items():
-        if not isinstance(up, Mapping):
-            continue
-        sub_lock = up.get("lock") if isinstance(up.get("lock"), Mapping) else None
+    for up in view.upstream:
+        sub_lock = up.lock
+        if sub_lock is None and up.ref and up.id:
+            sub_lock = embedded.get(up.id)
         if sub_lock is None:
-            sub_lock = _lookup(up.get("id"), root)
+            sub_lock = _lookup(up.id, root)
         if sub_lock is not None and depth < MAX_DEPTH:
-            child = lineage_tree(sub_lock, root, depth + 1)
+            child = lineage_tree(sub_lock, root, depth + 1, embedded)
         else:
-            child = {"id": up.get("id"), "stage": up.get("stage"), "status": up.get("status"),
+            child = {"id": up.id, "stage": up.stage, "status": up.status,
                      "commit": None, "upstream": {}, "missing": sub_lock is None}  # fmt: skip
-        child["path"] = up.get("path")
-        child["outputs_match"] = up.get("outputs_match")
-        node["upstream"][key] = child
+        child["path"] = up.path
+        child["outputs_match"] = up.outputs_match
+        node["upstream"][up.key] = child
     return node
 
 

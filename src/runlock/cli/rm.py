@@ -1,16 +1,19 @@
 """``runlock rm``: delete runs chosen by RUN references or filters, after confirmation.
 
 Safety rules: never anything outside the results root (symlinks resolved first), never a run
-whose process is alive, never without a "y" on a terminal or ``--force``.
+whose process is alive, never without a "y" on a terminal or ``--force``. A symlinked run (what
+``runlock pull`` leaves: ``<root>/<stage>/<id> -> <store>/runs/<id>``) is in the root as its link:
+rm removes the link and never anything under its target (a store is shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .ls import add_filter_arguments, add_root_argument, root_of, select_from_args, warn_broken
 
@@ -44,16 +47,37 @@ def _has_filters(args: argparse.Namespace) -> bool:
     return bool(args.stage or args.status or args.since or args.where)
 
 
-def check_inside(records: Sequence[RunRecord], root: Path) -> None:
-    """Refuse (deleting nothing) when any run directory resolves outside the results root."""
+class Deletion(NamedTuple):
+    """What deleting one run removes: its directory tree, or only its link."""
+
+    record: RunRecord
+    #: the resolved run directory, or a link's own path (its parent resolved, not the link)
+    path: Path
+    #: where the link points (kept); None for a real directory
+    link_target: Path | None
+
+
+def check_inside(records: Sequence[RunRecord], root: Path) -> list[Deletion]:
+    """What deleting ``records`` removes, every path confined to the results root; refuses
+    (deleting nothing) when any is outside.
+
+    A run directory that is a symlink is removed as a link: the link itself must lie in the root
+    (its parent resolved, not the link), wherever it points. Any other run directory must
+    resolve inside the root (one reached through a linked folder out of the root is refused).
+    """
     from ..errors import UsageError
 
     root_real = root.resolve()
-    outside = []
+    plan, outside = [], []
     for r in records:
-        real = r.dir.resolve()
-        if real == root_real or not real.is_relative_to(root_real):
-            outside.append(f"{r.dir}" + (f" (-> {real})" if real != r.dir else ""))
+        d = Path(os.path.abspath(r.dir))
+        if d.is_symlink():
+            path, target = d.parent.resolve() / d.name, d.resolve()
+        else:
+            path, target = d.resolve(), None
+        if path == root_real or not path.is_relative_to(root_real):
+            outside.append(f"{r.dir}" + (f" (-> {path})" if path != r.dir else ""))
+        plan.append(Deletion(r, path, target))
     if outside:
         raise UsageError(
             f"Refusing to delete {len(outside)} run director{'y' if len(outside) == 1 else 'ies'} "
@@ -61,6 +85,7 @@ def check_inside(records: Sequence[RunRecord], root: Path) -> None:
             hint="runlock rm only deletes runs under the results root; pass --root, or delete "
             "the directory yourself.",
         )
+    return plan
 
 
 def _confirm(count: int) -> bool:
@@ -79,14 +104,14 @@ def _confirm(count: int) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _delete(record: RunRecord) -> None:
-    """Remove the run directory; a symlinked run dir loses its target (checked inside) and link."""
+def _delete(item: Deletion) -> None:
+    """Remove a run directory tree, or only the link of a symlinked run (never its target)."""
     import shutil
 
-    real = record.dir.resolve()
-    shutil.rmtree(real)
-    if record.dir.is_symlink():
-        record.dir.unlink()
+    if item.link_target is not None:
+        os.unlink(item.path)
+    else:
+        shutil.rmtree(item.path)
 
 
 def _drop_unused_snapshots(deleted: Sequence[RunRecord], root: Path) -> list[str]:
@@ -140,38 +165,49 @@ def run(args: argparse.Namespace) -> int:
             hint="name runs (ids, prefixes, paths) or filter them: --stage, --status, --since, "
             "--where.",
         )
-    check_inside(records, root)
-    live = [r for r in records if r.status == "running"]
+    plan = check_inside(records, root)
+    live = [d.record for d in plan if d.record.status == "running"]
     if live:
         names = ", ".join(r.id for r in live)
         print(f"runlock: skipping {len(live)} run(s) still running: {names}",
               file=sys.stderr)  # fmt: skip
-        records = [r for r in records if r.status != "running"]
-    if not records:
+        plan = [d for d in plan if d.record.status != "running"]
+    if not plan:
         print("runlock: no runs to delete", file=sys.stderr)
         return 0
+    shown = [d.record for d in plan]
     print_table(
         ["id", "stage", "status", "start", "dir"],
-        [[r.id, r.stage, r.status, fmt_time(r.start), str(r.dir)] for r in records],
+        [[r.id, r.stage, r.status, fmt_time(r.start), str(r.dir)] for r in shown],
         status_column=2,
     )
+    links = sum(d.link_target is not None for d in plan)
     if args.dry_run:
-        print(f"(dry run: {len(records)} run(s) would be deleted)")
+        kept = f"; {links} of them links: only the link would go" if links else ""
+        print(f"(dry run: {len(plan)} run(s) would be deleted{kept})")
         return 0
-    if not args.force and not _confirm(len(records)):
+    if not args.force and not _confirm(len(plan)):
         print("runlock: nothing deleted", file=sys.stderr)
         return 1
-    deleted, failed = [], []
-    for r in records:
+    deleted: list[RunRecord] = []
+    unlinked: list[RunRecord] = []
+    failed = []
+    for d in plan:
         try:
-            _delete(r)
-            deleted.append(r)
+            _delete(d)
         except OSError as exc:
-            failed.append(f"{r.dir}: {exc}")
+            failed.append(f"{d.record.dir}: {exc}")
+            continue
+        if d.link_target is None:
+            deleted.append(d.record)
+        else:
+            unlinked.append(d.record)
+            print(f"removed link {d.record.dir} -> {d.link_target} (the store copy is kept)")
     with RunIndex(root) as idx:
-        idx.forget(str(r.lock_path) for r in deleted)
-    print(f"deleted {len(deleted)} run(s)")
-    if not args.keep_snapshots:
+        idx.forget(str(r.lock_path) for r in (*deleted, *unlinked))
+    if deleted or not unlinked:
+        print(f"deleted {len(deleted)} run(s)")
+    if not args.keep_snapshots:  # a linked run's store copy still uses its snapshot
         for ref in _drop_unused_snapshots(deleted, root):
             print(f"deleted the snapshot branch {ref} (no remaining run uses it)")
     if failed:

@@ -109,48 +109,42 @@ def _with_options(stage: Stage[Any, Any], **changes: Any) -> Stage[Any, Any]:
 
 
 def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
-    import yaml
+    from .. import _yaml
 
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--slurm '{item}' is not of the form key=value.")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = _yaml.load(value)
     return out
 
 
-def _main_sweep(stage: Stage[Any, Any], args: argparse.Namespace, parser: argparse.ArgumentParser, interactive: bool) -> Any:
+def _main_sweep(stage: Stage[Any, Any], args: argparse.Namespace, interactive: bool) -> Any:
     from ..stages import sweep
 
-    try:
-        experiments: list[tuple[str, Any]] = []
-        if args.experiment:
-            from ..config import omega as cfgmod
+    experiments: list[tuple[str, Any]] = []
+    if args.experiment:
+        from ..config import omega as cfgmod
 
-            tree, _ = _experiments_tree(stage, args)
-            experiments = cfgmod.select_experiments(tree, args.experiment, stage.schema.field_names)
-        points = sweep.plan(
-            stage,
-            overrides=args.overrides,
-            experiments=experiments,
-            config_files=args.config,
-            overrides_files=args.overrides_files,
-        )
-        backend = args.backend or ("joblib" if args.jobs != 1 else "inprocess")
-        result = sweep.run_sweep(
-            stage,
-            points,
-            backend=backend,
-            n_jobs=args.jobs,
-            force=args.force,
-            backend_options=_parse_kv(args.slurm) if args.slurm else None,
-        )
-    except RunlockError as exc:
-        if interactive:
-            print(f"runlock: error: {exc}", file=sys.stderr)
-            return None
-        parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
+        tree, _ = _experiments_tree(stage, args)
+        experiments = cfgmod.select_experiments(tree, args.experiment, stage.schema.field_names)
+    points = sweep.plan(
+        stage,
+        overrides=args.overrides,
+        experiments=experiments,
+        config_files=args.config,
+        overrides_files=args.overrides_files,
+    )
+    backend = args.backend or ("joblib" if args.jobs != 1 else "inprocess")
+    result = sweep.run_sweep(
+        stage,
+        points,
+        backend=backend,
+        n_jobs=args.jobs,
+        force=args.force,
+        backend_options=_parse_kv(args.slurm) if args.slurm else None,
+    )
     width = max(len(p["label"]) for p in result.points)
     print(f"sweep {result.sweep_id}: {len(result.points)} points ({result.record})")
     for p in result.points:
@@ -161,27 +155,21 @@ def _main_sweep(stage: Stage[Any, Any], args: argparse.Namespace, parser: argpar
     return result
 
 
-def _main_map(stage: Stage[Any, Any], args: argparse.Namespace, parser: argparse.ArgumentParser, interactive: bool) -> Any:
+def _main_map(stage: Stage[Any, Any], args: argparse.Namespace, interactive: bool) -> Any:
     from ..stages.stage_map import load_tasks, map_stage
 
-    try:
-        tasks = load_tasks(args.map_file)
-        cfg, _experiment = compose_from_args(stage, args)
-        result = map_stage(
-            stage,
-            tasks,
-            key=args.map_key,
-            config=cfg,
-            n_jobs=args.jobs,
-            backend=args.backend or ("joblib" if args.jobs != 1 else "inprocess"),
-            resume=args.resume,
-            **(_parse_kv(args.slurm) if args.slurm else {}),
-        )
-    except RunlockError as exc:
-        if interactive:
-            print(f"runlock: error: {exc}", file=sys.stderr)
-            return None
-        parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
+    tasks = load_tasks(args.map_file)
+    cfg, _experiment = compose_from_args(stage, args)
+    result = map_stage(
+        stage,
+        tasks,
+        key=args.map_key,
+        config=cfg,
+        n_jobs=args.jobs,
+        backend=args.backend or ("joblib" if args.jobs != 1 else "inprocess"),
+        resume=args.resume,
+        **(_parse_kv(args.slurm) if args.slurm else {}),
+    )
     s = result.summary
     print(f"map run {result.run_id}: {s.done}/{s.total} tasks done, {s.failed} failed ({result.run_dir})")
     for task_id, failure in sorted(s.failures.items())[:20]:
@@ -250,7 +238,7 @@ def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
 
     Script: exits 2 on bad config (no run directory created), 1 if the stage failed, 130 if
     interrupted; returns the stage's value on success. Interactive: returns the
-    :class:`~runlock.run.Outcome` and never raises for a failed stage.
+    :class:`~runlock.stages.run.Outcome` and never raises for a failed stage.
     """
     if not isinstance(stage, Stage):
         raise TypeError(f"runlock.main() expects a @runlock.stage function, got {stage!r}")
@@ -270,20 +258,26 @@ def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
         if interactive:
             return None
         raise exc
+    try:
+        return _main_parsed(stage, args, interactive)
+    except RunlockError as exc:  # bad config, template, task file, unwritable directory...
+        if interactive:
+            exc.show()
+            return None
+        exc.show(prog=parser.prog)
+        raise SystemExit(exc.exit_code) from None
+
+
+def _main_parsed(stage: Stage[Any, Any], args: argparse.Namespace, interactive: bool) -> Any:
+    """:func:`main` after parsing; a RunlockError raised here is rendered by :func:`main`."""
     level = verbosity_level(args.verbose, args.quiet)
     if args.sweep:
         stage = _with_options(stage, log_level=level)
-        return _main_sweep(stage, args, parser, interactive)
+        return _main_sweep(stage, args, interactive)
     if args.map_file:
         stage = _with_options(stage, log_level=level)
-        return _main_map(stage, args, parser, interactive)
-    try:
-        cfg, experiment = compose_from_args(stage, args)
-    except RunlockError as exc:
-        if interactive:
-            print(f"runlock: error: {exc}", file=sys.stderr)
-            return None
-        parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
+        return _main_map(stage, args, interactive)
+    cfg, experiment = compose_from_args(stage, args)
     if args.show_config:
         if isinstance(cfg, plainconfig.PlainConfig):
             print(plainconfig.to_yaml(cfg), end="")
@@ -295,19 +289,13 @@ def main(stage: Stage[Any, Any], argv: Sequence[str] | None = None) -> Any:
     options = dataclasses.replace(stage.options, log_level=level)
     if args.save_dir:
         options = dataclasses.replace(options, save_dir=args.save_dir, dir_field=None)
-    try:
-        outcome: Outcome = stage._execute(  # noqa: SLF001 - the CLI is the stage's own front end
-            cfg,
-            options=options,
-            experiment=experiment,
-            capture_locals=interactive,
-            reraise=False,
-        )
-    except RunlockError as exc:  # bad template, unwritable directory...
-        if interactive:
-            print(f"runlock: error: {exc}", file=sys.stderr)
-            return None
-        parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
+    outcome: Outcome = stage._execute(  # noqa: SLF001 - the CLI is the stage's own front end
+        cfg,
+        options=options,
+        experiment=experiment,
+        capture_locals=interactive,
+        reraise=False,
+    )
     if interactive:
         push_to_namespace(outcome.locals)
         if outcome.error is not None:

@@ -46,10 +46,10 @@ def _fmt_bytes(n: Any) -> str:
 
 def sections_for(record: RunRecord) -> list[Section]:
     """The readable view of a lock, section by section (empty sections left out)."""
-    from ..browse.index import flatten, to_timestamp
+    from ..browse.index import flatten
     from ..browse.render import Section, fmt_duration, fmt_time
 
-    lock = record.lock
+    lock = record.view
     out: list[Section] = []
 
     run = Section("run")
@@ -60,74 +60,59 @@ def sections_for(record: RunRecord) -> list[Section]:
         status += f" (lock says {record.recorded_status}; its process is gone)"
     run.add("status", status)
     run.add("dir", str(record.dir))
-    timing = lock.get("timing") or {}
     run.add("start", fmt_time(record.start))
-    end_ts = to_timestamp(timing.get("end"))
+    end_ts = lock.end_ts
     if end_ts is not None:
         run.add("end", fmt_time(datetime.fromtimestamp(end_ts, UTC)))
     run.add("duration", fmt_duration(record.duration))
-    if lock.get("pid"):
-        run.add("pid", f"{lock['pid']} on {record.hostname or '?'}")
-    fn = lock.get("function") or {}
+    if lock.pid:
+        run.add("pid", f"{lock.pid} on {record.hostname or '?'}")
+    fn = lock.function
     if fn:
-        run.add("function", f"{fn.get('module', '?')}.{fn.get('qualname') or fn.get('name', '?')}")
-    if lock.get("seed") is not None:
-        run.add("seed", lock["seed"])
+        run.add("function", f"{fn.module or '?'}.{fn.qualname or fn.name or '?'}")
+    if lock.seed is not None:
+        run.add("seed", lock.seed)
     out.append(run)
 
     config = Section("config")
-    for key, value in flatten(lock.get("config") or {}).items():
+    for key, value in flatten(lock.config).items():
         config.add(key, value)
     out.append(config)
 
-    git = lock.get("git") or {}
+    git = lock.git
     code = Section("code")
-    if git.get("head") or git.get("snapshot"):
-        code.add("repo", git.get("root") or "-")
-        code.add("commit", f"{git.get('head') or '-'}" + (" (dirty)" if git.get("dirty") else ""))
-        code.add("branch", git.get("branch") or "-")
-        snap = git.get("snapshot") or {}
-        if snap.get("commit"):
-            code.add(
-                "snapshot", f"{snap['commit']} on {snap.get('branch') or snap.get('ref') or '?'}"
-            )
-        if git.get("diffstat"):
-            code.add("changes", str(git["diffstat"]).strip())
-        for name, url in (git.get("remotes") or {}).items():
+    if git and (git.head or git.snapshot):
+        code.add("repo", git.root or "-")
+        code.add("commit", f"{git.head or '-'}" + (" (dirty)" if git.dirty else ""))
+        code.add("branch", git.branch or "-")
+        if git.snapshot:
+            code.add("snapshot", f"{git.snapshot} on {git.snapshot_branch or git.snapshot_ref or '?'}")
+        if git.diffstat:
+            code.add("changes", git.diffstat.strip())
+        for name, url in git.remotes.items():
             code.add(f"remote {name}", url)
-    elif git.get("skipped"):
-        code.add("not snapshotted", git["skipped"])
-    if fn.get("source_file"):
-        code.add("source", fn["source_file"])
+    elif lock.git_skipped:
+        code.add("not snapshotted", lock.git_skipped)
+    if fn and fn.source_file:
+        code.add("source", fn.source_file)
     out.append(code)
 
     data = Section("data")
-    for label, info in (lock.get("data") or {}).items():
-        if isinstance(info, dict):
-            h = str(info.get("hash") or "-")
-            data.add(
-                label,
-                f"{info.get('path', '?')}  {info.get('kind', '')} {info.get('algorithm', '')}:{h}"
-                f"  {_fmt_bytes(info.get('size'))}",
-            )
-        else:
-            data.add(label, info)
+    for d in lock.inputs:
+        data.add(
+            d.label,
+            f"{d.path or '?'}  {d.kind or ''} {d.algorithm or ''}:{d.hash or '-'}"
+            f"  {_fmt_bytes(d.size)}",
+        )
     out.append(data)
 
     lineage = Section("upstream")
-    for key, up in (lock.get("upstream") or {}).items():
-        if isinstance(up, dict):
-            match = {True: "outputs unchanged", False: "OUTPUTS CHANGED", None: ""}.get(
-                up.get("outputs_match"), ""
-            )
-            lineage.add(
-                key,
-                f"{up.get('stage', '?')} {up.get('id', '?')} {up.get('status', '')} "
-                f"{match}".strip(),
-            )
+    for up in lock.upstream:
+        match = {True: "outputs unchanged", False: "OUTPUTS CHANGED", None: ""}[up.outputs_match]
+        lineage.add(up.key, f"{up.stage or '?'} {up.id or '?'} {up.status or ''} {match}".strip())
     out.append(lineage)
 
-    env = lock.get("environment") or {}
+    env = lock.environment
     envsec = Section("environment")
     for key in ENV_SUMMARY:
         if env.get(key) not in (None, "", [], {}):
@@ -135,9 +120,9 @@ def sections_for(record: RunRecord) -> list[Section]:
     slurm = env.get("slurm") or {}
     if slurm.get("SLURM_JOB_ID"):
         envsec.add("slurm job", slurm["SLURM_JOB_ID"])
-    packages = lock.get("packages") or {}
+    packages = lock.packages
     if packages:
-        editable = lock.get("editable") or {}
+        editable = lock.editable
         envsec.add(
             "packages",
             f"{len(packages)} installed"
@@ -145,7 +130,7 @@ def sections_for(record: RunRecord) -> list[Section]:
         )
     out.append(envsec)
 
-    outputs = (lock.get("outputs") or {}).get("files") or {}
+    outputs = lock.outputs
     if outputs:
         sec = Section("outputs")
         for name in list(outputs)[:20]:
@@ -154,31 +139,28 @@ def sections_for(record: RunRecord) -> list[Section]:
             sec.add("...", f"{len(outputs) - 20} more")
         out.append(sec)
 
-    result = lock.get("result")
     res = Section("result")
-    if isinstance(result, dict):
-        value = result.get("value")
-        if isinstance(value, dict):
-            for key, v in flatten(value).items():
-                res.add(key, v)
-        elif value is not None:
-            res.add("value", value)
-        if result.get("file"):
-            res.add("file", result["file"])
+    value = lock.result
+    if isinstance(value, dict):
+        for key, v in flatten(value).items():
+            res.add(key, v)
+    elif value is not None:
+        res.add("value", value)
+    if lock.result_file:
+        res.add("file", lock.result_file)
     out.append(res)
 
-    warnings = lock.get("warnings") or []
-    if warnings:
+    if lock.warnings:
         w = Section("warnings")
-        for i, text in enumerate(warnings, 1):
-            w.add(str(i), str(text))
+        for i, text in enumerate(lock.warnings, 1):
+            w.add(str(i), text)
         out.append(w)
 
-    error = lock.get("error")
-    if isinstance(error, dict) and error:
-        err = Section("error", text=error.get("traceback") or None)
-        err.add("type", error.get("type") or "?")
-        err.add("message", str(error.get("message") or ""))
+    error = lock.error
+    if error:
+        err = Section("error", text=error.traceback)
+        err.add("type", error.type or "?")
+        err.add("message", error.message or "")
         out.append(err)
     return [s for s in out if s.lines or s.text]
 

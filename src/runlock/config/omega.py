@@ -7,6 +7,7 @@ messages name the key and list what would have been valid.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import difflib
@@ -285,9 +286,15 @@ def resolve_template(
         _NOW.reset(token)
 
 
-def writable(cfg: DictConfig) -> Any:
+def writable(cfg: DictConfig) -> contextlib.AbstractContextManager[Any]:
     """A context in which keys may be set on ``cfg`` (OmegaConf's open_dict)."""
     return open_dict(cfg)
+
+
+def unresolved(cfg: DictConfig) -> dict[str, Any]:
+    """The parameters as given, interpolations kept (``${now:...}`` stays a string)."""
+    out = OmegaConf.to_container(cfg, resolve=False)
+    return {str(k): v for k, v in out.items()} if isinstance(out, dict) else {}
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:

@@ -6,7 +6,7 @@ importing it (~75 ms) was a third of a fresh tracked run. A config qualifies whe
 nested dataclasses included, is an ``int``, ``float``, ``bool`` or ``str`` (or ``None`` where
 ``Optional``) holding a value of exactly that type, and no string is an interpolation
 (``${``) or OmegaConf's missing marker (``???``). Anything else (command-line overrides, config
-files, lists, enums, paths) goes through OmegaConf in :mod:`runlock.config`. Tests check that
+files, lists, enums, paths) goes through OmegaConf in :mod:`runlock.config.omega`. Tests check that
 both paths give the same config.yaml, lock section and function argument.
 """
 
@@ -21,11 +21,6 @@ from datetime import datetime
 from typing import Any
 
 _SCALARS: tuple[type, ...] = (int, float, bool, str)
-#: strings OmegaConf's YAML dumper quotes so that they read back as strings (its _utils list)
-_YAML_BOOLS = frozenset(
-    {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE",
-     "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF"}
-)  # fmt: skip
 
 
 class PlainConfig(dict[str, Any]):
@@ -134,6 +129,11 @@ def to_plain(cfg: PlainConfig) -> dict[str, Any]:
     return {k: to_plain(v) if isinstance(v, PlainConfig) else v for k, v in cfg.items()}
 
 
+def unresolved(cfg: PlainConfig) -> dict[str, Any]:
+    """The parameters as given: the same as :func:`to_plain` (a plain config has no interpolation)."""
+    return to_plain(cfg)
+
+
 def to_argument(cfg: PlainConfig, schema: Any = None) -> Any:
     """The dataclass instance handed to the stage (what ``OmegaConf.to_object`` builds)."""
     return cfg.cls(**{k: to_argument(v) if isinstance(v, PlainConfig) else v for k, v in cfg.items()})
@@ -141,44 +141,9 @@ def to_argument(cfg: PlainConfig, schema: Any = None) -> Any:
 
 def to_yaml(cfg: PlainConfig) -> str:
     """config.yaml text, as ``OmegaConf.to_yaml(cfg, resolve=True)`` writes it."""
-    import yaml
+    from .._yaml import dump_config  # imports yaml
 
-    return yaml.dump(
-        to_plain(cfg),
-        default_flow_style=False,
-        allow_unicode=True,
-        sort_keys=False,
-        Dumper=_dumper(),
-    )
-
-
-_DUMPER: type | None = None
-
-
-def _dumper() -> type:
-    global _DUMPER
-    if _DUMPER is None:
-        import yaml
-
-        base: type = getattr(yaml, "CDumper", yaml.Dumper)
-
-        def str_representer(dumper: Any, data: str) -> Any:
-            quoted = data in _YAML_BOOLS or _is_number(data)
-            return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="'" if quoted else None)
-
-        _DUMPER = type("_OmegaStyleDumper", (base,), {})
-        _DUMPER.add_representer(str, str_representer)  # type: ignore[attr-defined]
-    return _DUMPER
-
-
-def _is_number(s: str) -> bool:
-    for conv in (int, float):
-        try:
-            conv(s)
-            return True
-        except ValueError:
-            pass
-    return False
+    return dump_config(to_plain(cfg))
 
 
 _SIMPLE_INTERP = re.compile(r"\$\{(stage|run\.id|now:([^}]*))\}")

@@ -11,7 +11,7 @@ Files hash to the xxh3_64 hex digest of their content. Directories hash to exact
 so a hash in a run.lock can be checked with that package alone. We reimplement its protocol
 rather than call it because dirhash reads every file on every call, in one process (or a
 process pool for ``jobs>1``); here files are read by threads (xxhash and file reads release the
-GIL) and unchanged files come from a stat cache (:mod:`runlock.hashcache`).
+GIL) and unchanged files come from a stat cache (:mod:`runlock.hashing.cache`).
 
 dirhash protocol, as implemented by dirhash 0.5 / scantree 0.0.4, reproduced below:
 

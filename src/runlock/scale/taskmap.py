@@ -11,7 +11,7 @@ Two shapes of work:
   next job resumes on the same ``state_dir``. If SLURM's signal comes first (mid-task), submitit's
   checkpoint releases the claims and requeues the same way.
 
-Either way a worker claims a task in the :class:`~runlock.tasks.TaskStore` before running it, so
+Either way a worker claims a task in the :class:`~runlock.scale.tasks.TaskStore` before running it, so
 overlapping workers, requeued jobs and re-launches never run a done task again, and a task whose
 worker died is reclaimed once its lease expires.
 

@@ -70,7 +70,7 @@ class Stage(Generic[P, R]):
     def debug(self, *args: Any, **kwargs: Any) -> Outcome:
         """Run tracked and keep the function's local variables (also when it raises).
 
-        Returns an :class:`~runlock.run.Outcome` with ``.locals``, ``.error``, ``.run_dir``,
+        Returns an :class:`~runlock.stages.run.Outcome` with ``.locals``, ``.error``, ``.run_dir``,
         ``.value``; the exception is not raised.
         """
         cfg, called, objects = self._config_from_call(args, kwargs)
@@ -216,7 +216,7 @@ class Stage(Generic[P, R]):
         ``config``, ``overrides``, ``n_jobs``, ``backend`` (``inprocess`` | ``joblib`` |
         ``slurm``), ``resume`` (an earlier map's run directory: runs only what is not done),
         ``chunk_size``, ``worker_pool``, and SLURM resources (``timeout_min``, ...).
-        Returns a :class:`~runlock.stage_map.MapResult` (``.results()``, ``.summary``).
+        Returns a :class:`~runlock.stages.stage_map.MapResult` (``.results()``, ``.summary``).
         """
         from .stage_map import map_stage
 
@@ -286,6 +286,34 @@ def _describe(base: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Lock sections runlock writes itself: a user collector cannot take one over.
+_RUNLOCK_SECTIONS = frozenset({
+    "schema", "id", "stage", "status", "run_dir", "experiment", "pid", "hostname", "heartbeat",
+    "timing", "function", "config", "seed", "seeded", "environment", "packages", "editable",
+    "resumed", "result", "error", "warnings", "data", "git", "upstream", "outputs", "map",
+    "sweep", "reproduces",
+})
+
+
+def _check_collectors(collectors: Sequence[Any]) -> None:
+    """Fail at decoration, not in the middle of a run, for a collector that cannot work."""
+    keys: set[str] = set()
+    for c in collectors:
+        key = getattr(c, "key", None)
+        if not isinstance(key, str) or not key or not callable(getattr(c, "start", None)) or not callable(getattr(c, "finish", None)):
+            raise UsageError(
+                f"{c!r} is not a collector.",
+                hint="A collector has a `key` (its lock section) and `start(ctx)` / `finish(ctx)` methods (runlock.Collector).",
+            )
+        if key in _RUNLOCK_SECTIONS or key in keys:
+            taken = "runlock's own" if key in _RUNLOCK_SECTIONS else "another collector's"
+            raise UsageError(
+                f"Collector key {key!r} is {taken} lock section.",
+                hint="Give the collector a key of its own (e.g. prefixed with your project's name).",
+            )
+        keys.add(key)
+
+
 @overload
 def stage(fn: Callable[P, R], /) -> Stage[P, R]: ...
 
@@ -309,7 +337,8 @@ def stage(fn: Callable[P, R] | None = None, /, *, name: str | None = None, save_
     ``dir_field`` / ``subdir_field`` / ``inject_dir`` / ``include_timestamp`` /
     ``include_uuid`` (placement, as in pycrumbs), ``seed_field`` (default ``"seed"``),
     ``track_data`` (config fields or paths to hash), ``snapshot`` and ``snapshot_*`` (source
-    snapshot settings), ``files_of_interest``, ``root`` (results root).
+    snapshot settings), ``files_of_interest``, ``root`` (results root), ``collectors``
+    (:class:`runlock.Collector` objects adding their own lock sections, after the built-in ones).
     """
     known = {f.name for f in dataclasses.fields(StageOptions)}
     unknown = set(options) - known
@@ -318,11 +347,14 @@ def stage(fn: Callable[P, R] | None = None, /, *, name: str | None = None, save_
             f"Unknown stage option(s): {', '.join(sorted(unknown))}.",
             hint=f"Valid options: {', '.join(sorted(known - {'name'}))}.",
         )
-    for key in ("track_data", "snapshot_include", "snapshot_exclude", "files_of_interest"):
+    for key in ("track_data", "snapshot_include", "snapshot_exclude", "files_of_interest", "collectors"):
         if key in options and isinstance(options[key], str):
             options[key] = (options[key],)
         elif key in options:
             options[key] = tuple(options[key])
+
+    if "collectors" in options:
+        _check_collectors(options["collectors"])
 
     caller = sys._getframe(1)  # noqa: SLF001 - resolves annotations naming local classes
     localns = dict(caller.f_locals) if caller.f_code.co_name != "<module>" else None

@@ -19,17 +19,19 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
+from .._current import CurrentRun, get_current_run, pop_run, push_run
 from ..capture import seeding
 from ..capture.collectors import Collector, RunContext
 from ..capture.environment import capture_environment, hostname
 from ..capture.packages import inventory
+from ..config import ConfigOps, config_ops
 from ..config import plain as plainconfig
 from ..config.plain import PlainConfig
 from ..config.schema import Schema
@@ -81,6 +83,8 @@ class StageOptions:
     root: str | None = None
     log_level: int = logging.INFO
     console: bool = True
+    #: the user's collectors (lock sections), after the built-in ones; each serves every run
+    collectors: tuple[Collector, ...] = ()
 
 
 @dataclass
@@ -287,24 +291,17 @@ def _sigterm_as_interrupt() -> Iterator[list[int]]:
 def default_collectors(options: StageOptions) -> list[Collector]:
     from ..capture.builtin import default_collectors as _defaults
 
-    return _defaults(options)
+    return [*_defaults(options), *options.collectors]
 
 
-_ACTIVE: list[ActiveRun] = []
-
-
-def current_run() -> ActiveRun:
-    """The innermost run in progress in this process (``.dir``, ``.id``, ``.lock``).
+def current_run() -> CurrentRun:
+    """The innermost run in progress in this process (``.dir``, ``.id``; ``.lock`` for a stage's run).
 
     Use it inside a stage to write outputs next to the run's lock::
 
         np.save(runlock.current_run().dir / "weights.npy", w)
     """
-    if not _ACTIVE:
-        from ..errors import RunlockError
-
-        raise RunlockError("No run in progress.", hint="Call this inside a @runlock.stage function or after runlock.start().")
-    return _ACTIVE[-1]
+    return get_current_run()
 
 
 class ActiveRun:
@@ -313,13 +310,16 @@ class ActiveRun:
     outcome: Outcome  # set by close()
 
     def __init__(self, rd: RunDir, lock: dict[str, Any], ctx: RunContext, collectors: list[Collector],
-                 writer: LockWriter, resolved: DictConfig | PlainConfig, seed: int | None, started: float) -> None:
+                 writer: LockWriter, resolved: DictConfig | PlainConfig, seed: int | None, started: float,
+                 config_ops: ConfigOps) -> None:
         self.rd = rd
         self.lock = lock
         self.ctx = ctx
         self.collectors = collectors
         self.writer = writer
         self.resolved = resolved
+        #: how ``resolved`` is handled (the plain path or OmegaConf), chosen in :meth:`open`
+        self.config_ops = config_ops
         self.seed = seed
         self._started = started
         self._stack = ExitStack()
@@ -334,6 +334,10 @@ class ActiveRun:
     @property
     def dir(self) -> Path:
         return self.rd.path
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """``runlock.log_metrics`` in this run: metrics.jsonl, then the tracker (background)."""
+        self._metrics_token.log_metrics(metrics, step)
 
     @classmethod
     def open(
@@ -369,7 +373,8 @@ class ActiveRun:
             now_local = datetime.fromisoformat(previous["timing"]["start"]).astimezone()
         else:
             run_id = new_run_id(now_local)
-        resolved = _config_ops(cfg).resolve(cfg, now=now_local, run_id=run_id, stage=options.name)
+        ops = config_ops(cfg)  # the plain path or OmegaConf, once for the whole run
+        resolved = ops.resolve(cfg, now=now_local, run_id=run_id, stage=options.name)
         altered: dict[str, Any] = {}
         seed: int | None = None
         if options.seed_field and options.seed_field in resolved:
@@ -388,14 +393,14 @@ class ActiveRun:
                 raise ConfigError(f"inject_dir '{name}' is not a config key.")
         rd = RunDir(Path(reuse_dir).absolute()) if reuse_dir is not None else RunDir.create(target)
         for name in {n for n in (dir_field, options.inject_dir) if n}:
-            with _config_ops(resolved).writable(resolved):
+            with ops.writable(resolved):
                 resolved[name] = str(rd.path)
             altered[name] = str(rd.path)
 
-        rd.write(rd.config.name, _config_ops(resolved).to_yaml(resolved), durable=False)  # also in the (fsynced) final lock
-        plain_cfg = _config_ops(resolved).to_plain(resolved)
+        rd.write(rd.config.name, ops.to_yaml(resolved), durable=False)  # also in the (fsynced) final lock
+        plain_cfg = ops.to_plain(resolved)
         info = dict(info)
-        info["parameters"] = called_params if called_params is not None else _unresolved(cfg)
+        info["parameters"] = called_params if called_params is not None else ops.unresolved(cfg)
         info["altered_parameters"] = altered
         packages, editable = inventory()
         lock: dict[str, Any] = {
@@ -453,14 +458,14 @@ class ActiveRun:
             stack.close()
             raise
         writer.start_heartbeat()
-        run = cls(rd, lock, ctx, active, writer, resolved, seed, started)
+        run = cls(rd, lock, ctx, active, writer, resolved, seed, started, ops)
         run._stack = stack
         if handle_sigterm:
             run._stack.enter_context(_sigterm_as_interrupt())
         if seed is not None:
             run.seeded = seeding.apply_seed(int(seed))
         run._metrics_token = _activate_metrics(rd.path, lock, ctx.results_root)
-        _ACTIVE.append(run)
+        push_run(run)
         return run
 
     def close(self, value: Any = None, error: BaseException | None = None) -> Outcome:
@@ -468,8 +473,7 @@ class ActiveRun:
         if self.closed:
             return self.outcome
         self.closed = True
-        if self in _ACTIVE:
-            _ACTIVE.remove(self)
+        pop_run(self)
         lock, ctx, rd = self.lock, self.ctx, self.rd
         status = "completed"
         tb_text: str | None = None
@@ -559,7 +563,7 @@ def execute(
     error: BaseException | None = None
     captured: dict[str, Any] = {}
     try:
-        arg = _config_ops(run.resolved).to_argument(run.resolved, schema)
+        arg = run.config_ops.to_argument(run.resolved, schema)
         call_args: tuple[Any, ...] = (arg,) if schema.mode == "dataclass" else ()
         call_kwargs: dict[str, Any] = {} if schema.mode == "dataclass" else dict(arg)
         if capture_locals:
@@ -606,38 +610,30 @@ def _write_failed_at_start(rd: RunDir, lock: dict[str, Any], ctx: RunContext, er
     lockfile.dump_lock(lock, rd.lock)
 
 
-def _unresolved(cfg: DictConfig | PlainConfig) -> dict[str, Any]:
-    if isinstance(cfg, PlainConfig):
-        return plainconfig.to_plain(cfg)
-    from omegaconf import OmegaConf
-
-    out = OmegaConf.to_container(cfg, resolve=False)
-    return cast("dict[str, Any]", out) if isinstance(out, dict) else {}
-
-
 def _activate_metrics(run_dir: Path, lock: dict[str, Any], root: Path) -> Any:
     """Route ``runlock.log_metrics`` to this run (metrics.jsonl, tracker forwarding)."""
-    from ..tracking import metrics
+    from ..tracking import base
 
-    return metrics.activate_for_run(run_dir, lock, root=root)
+    # not the current run itself: this ActiveRun is, and forwards log_metrics to the session
+    return base.activate_for_run(run_dir, lock, root=root, activate_logger=False)
 
 
 def _finish_tracking(token: Any, lock: dict[str, Any]) -> None:
     """The final lock is written: let the tracker (MLflow) log it; problems are only logged."""
     if token is None:
         return
-    from ..tracking import metrics
+    from ..tracking import base
 
-    for warning in metrics.finish_for_run(token, lock):
+    for warning in base.finish_for_run(token, lock):
         logger.warning("%s", warning)
 
 
 def _deactivate_metrics(token: Any) -> list[str]:
     if token is None:
         return []
-    from ..tracking import metrics
+    from ..tracking import base
 
-    return list(metrics.deactivate_for_run(token) or [])
+    return list(base.deactivate_for_run(token) or [])
 
 
 def _call_with_locals(
@@ -656,13 +652,3 @@ def _resend_sigterm() -> None:
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGTERM)
 
-
-def _config_ops(cfg: Any) -> Any:
-    """The module that handles ``cfg``: :mod:`.plainconfig` for a plain config (no OmegaConf
-    import), :mod:`.config` (OmegaConf) otherwise. Both offer resolve, writable, to_yaml,
-    to_plain and to_argument."""
-    if isinstance(cfg, PlainConfig):
-        return plainconfig
-    from ..config import omega as config
-
-    return config

@@ -3,7 +3,7 @@
 ``train.map(tasks)`` applies the stage to each task — a dict merged into the config, or a value
 set at ``key`` — inside ONE run directory with ONE run.lock. Each task's outputs go under
 ``<run>/tasks/<task_id>/``; task state lives in ``<run>/.runlock/tasks`` (see
-:mod:`runlock.tasks`), so re-launching the same run directory runs only what is not done.
+:mod:`runlock.scale.tasks`), so re-launching the same run directory runs only what is not done.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from .._current import CurrentRun, get_current_run, pop_run, push_run
 from ..config import omega as cfgmod
 from ..errors import ConfigError, RunlockError, TaskError
-from . import run as runmod
 from .run import ActiveRun
 
 TASKS_DIR = "tasks"
@@ -33,6 +33,17 @@ class TaskRun:
     task_id: str
     dir: Path
     run_dir: Path
+    #: the run that was current when the task started: the map's own run when the task runs in
+    #: its process, None in a worker process
+    parent: CurrentRun | None = field(default=None, repr=False)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Metrics go to the map's run where it lives in this process; a worker has none."""
+        if self.parent is None:
+            from ..tracking.metrics import outside_run_error
+
+            raise outside_run_error()
+        self.parent.log_metrics(metrics, step)
 
 
 @dataclass
@@ -88,14 +99,14 @@ class _TaskRunner:
         if seed_field and seed_field in resolved and resolved[seed_field] is not None:
             seeding.apply_seed(int(resolved[seed_field]))
         arg = cfgmod.to_argument(resolved, stage.schema)
-        ctx = TaskRun(self.run_id, task_id, out_dir, self.run_dir)
-        runmod._ACTIVE.append(ctx)  # type: ignore[arg-type]  # noqa: SLF001 - current_run() in tasks
+        ctx = TaskRun(self.run_id, task_id, out_dir, self.run_dir, parent=get_current_run(silent=True))
+        push_run(ctx)
         try:
             if stage.schema.mode == "dataclass":
                 return stage.fn(arg)
             return stage.fn(**arg)
         finally:
-            runmod._ACTIVE.remove(ctx)  # type: ignore[arg-type]  # noqa: SLF001
+            pop_run(ctx)
             seeding.remove_hook()
 
 
@@ -126,11 +137,11 @@ def load_tasks(path: str | Path) -> list[Any]:
         raise TaskError(f"Task file not found: {p}.")
     text = p.read_text(encoding="utf-8")
     if p.suffix.lower() in (".yaml", ".yml", ".json"):
-        import yaml
+        from .. import _yaml
 
         try:
-            data = yaml.safe_load(text) if p.suffix.lower() != ".json" else json.loads(text)
-        except (yaml.YAMLError, ValueError) as exc:
+            data = _yaml.load(text) if p.suffix.lower() != ".json" else json.loads(text)
+        except (_yaml.YAMLError, ValueError) as exc:
             raise TaskError(f"Cannot parse task file {p}: {str(exc).splitlines()[0]}.") from None
         if isinstance(data, Mapping) and "tasks" in data:
             data = data["tasks"]

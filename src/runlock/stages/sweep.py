@@ -20,8 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError, RunlockError
 from ..record import lockfile
+from ..record.lock import Lock
 from ..record.rundir import atomic_write
 from ..record.runid import new_run_id
+from ..record.walk import iter_run_dirs
 from ..settings import results_root
 
 log = logging.getLogger("runlock")
@@ -136,44 +138,40 @@ def _source_tree(stage: Any) -> str | None:
     )
     collector = GitCollector(stage.options)
     section = collector.start(ctx) or collector.finish(ctx) or {}
-    return _tree_of({"git": section})
+    git = Lock.from_dict({"git": section}).git
+    return git.snapshot_tree if git else None
 
 
 def completed_runs(stage_name: str, root: Path) -> list[dict[str, Any]]:
-    """Locks of the completed runs of a stage (scan of ``<root>/<stage>``)."""
-    base = root / stage_name
+    """Locks of the completed runs of a stage (the runs under ``<root>/<stage>``, found by the
+    one results-root walker: pulled, symlinked runs count too)."""
     out: list[dict[str, Any]] = []
-    if not base.is_dir():
-        return out
-    for lock_path in base.rglob("run.lock"):
+    for run_dir in iter_run_dirs(root, stage=stage_name):
         try:
-            lock = lockfile.load_lock(lock_path)
+            lock = lockfile.load_lock(run_dir)
         except RunlockError:
             continue
-        if lock.get("status") == "completed" and lock.get("stage") == stage_name:
+        view = Lock.from_dict(lock)
+        if view.status == "completed" and view.stage == stage_name:
             out.append(lock)
     return out
 
 
-def _tree_of(lock: dict[str, Any]) -> str | None:
-    git = lock.get("git") or {}
-    snap = git.get("snapshot") or {}
-    return snap.get("tree")
-
-
-def find_done(points: list[Point], stage: Any, *, force: bool) -> dict[int, dict[str, Any]]:
+def find_done(points: list[Point], stage: Any, *, force: bool) -> dict[int, Lock]:
     """Points already completed with the same config and source tree: ``{index: lock}``."""
     if force:
         return {}
-    done: dict[int, dict[str, Any]] = {}
+    done: dict[int, Lock] = {}
     previous = completed_runs(stage.name, results_root(stage.options.root))
     if not previous:
         return done
     tree = _source_tree(stage)
+    views = [Lock.from_dict(lock) for lock in previous]
     for p in points:
-        for lock in previous:
-            params = (lock.get("function") or {}).get("parameters")
-            if params == p.config and lock.get("experiment") == p.experiment and _tree_of(lock) == tree:
+        for lock in views:
+            params = lock.function.parameters if lock.function else None
+            same_tree = (lock.git.snapshot_tree if lock.git else None) == tree
+            if params == p.config and lock.experiment == p.experiment and same_tree:
                 done[p.index] = lock
                 break
     return done
@@ -221,13 +219,13 @@ def run_sweep(
         results[idx] = {
             "index": idx,
             "label": points[idx].label,
-            "run_id": lock["id"],
-            "run_dir": lock.get("run_dir"),
+            "run_id": lock.id,
+            "run_dir": lock.run_dir,
             "status": "skipped",
             "error": None,
             "note": "already completed with the same config and source",
         }
-        log.info("sweep point %s already done: run %s", points[idx].label, lock["id"])
+        log.info("sweep point %s already done: run %s", points[idx].label, lock.id)
     if todo:
         opts = dict(backend_options or {})
         if backend != "inprocess":

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,8 +43,10 @@ from ..errors import (
     RunNotFoundError,
     UsageError,
 )
+from ..record.lock import Lock
 from ..record.lockfile import load_lock
-from ..record.rundir import LOCK_NAME, atomic_write
+from ..record.rundir import atomic_write
+from ..record.walk import iter_run_dirs
 from ..settings import project_settings, results_root
 from . import rclone
 
@@ -89,62 +91,40 @@ def resolve_code_remote(code_remote: str | None = None, *, start: Path | None = 
 
 @dataclass(frozen=True)
 class LocalRun:
-    """A run directory on this machine and its lock."""
+    """A run directory on this machine and its lock (``view`` answers questions about it)."""
 
     id: str
     path: Path
-    lock: dict[str, Any] = field(repr=False, compare=False)
+    view: Lock = field(repr=False, compare=False)
+
+    @property
+    def lock(self) -> Mapping[str, Any]:
+        """The whole lock, as loaded."""
+        return self.view.data
 
     @property
     def stage(self) -> str:
-        return str(self.lock.get("stage") or "run")
+        return self.view.stage or "run"
 
     @property
     def commit(self) -> str | None:
-        return snapshot_commit(self.lock)
+        """The commit holding the run's exact source (see ``Lock.source_commit``)."""
+        return self.view.source_commit
 
     @property
     def upstream_ids(self) -> list[str]:
-        return upstream_ids(self.lock)
-
-
-def snapshot_commit(lock: dict[str, Any]) -> str | None:
-    """The source commit of a run: its git snapshot, else HEAD when the tree was clean."""
-    g = lock.get("git") or {}
-    snap = g.get("snapshot") or {}
-    commit = snap.get("commit") if isinstance(snap, dict) else None
-    if commit:
-        return str(commit)
-    if g.get("head") and not g.get("dirty"):
-        return str(g["head"])
-    return None
-
-
-def upstream_ids(lock: dict[str, Any]) -> list[str]:
-    """Ids of the direct upstream runs, each once, in config-key order."""
-    out: list[str] = []
-    for entry in (lock.get("upstream") or {}).values():
-        uid = entry.get("id") if isinstance(entry, dict) else None
-        if uid and uid not in out:
-            out.append(str(uid))
-    return out
+        return self.view.upstream_ids
 
 
 def _iter_run_dirs(root: Path) -> Iterator[Path]:
-    """Run directories under ``root`` (not descending into a run: its subfolders are outputs)."""
-    if not root.is_dir():
-        return
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        if LOCK_NAME in filenames:
-            dirnames[:] = []
-            yield Path(dirpath)
-            continue
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    """Run directories under ``root``: the one walker's (``record.walk``), so push finds what ls
+    lists (pulled, symlinked runs included)."""
+    return iter_run_dirs(root)
 
 
 def _load_run(path: Path) -> LocalRun:
-    lock = load_lock(path)
-    return LocalRun(str(lock.get("id") or path.name), path, lock)
+    view = Lock.from_dict(load_lock(path))
+    return LocalRun(view.id or path.name, path, view)
 
 
 def find_local_run(ref: str | os.PathLike[str], root: Path | None = None) -> LocalRun:
@@ -192,12 +172,11 @@ def local_lineage(run: LocalRun, root: Path | None = None) -> list[LocalRun]:
     todo = [run]
     while todo:
         cur = todo.pop(0)
-        for key, entry in (cur.lock.get("upstream") or {}).items():
-            uid = str(entry.get("id")) if isinstance(entry, dict) and entry.get("id") else None
+        for up in cur.view.upstream:
+            uid, key, rec = up.id, up.key, up.path
             if uid is None or uid in out:
                 continue
             found: LocalRun | None = None
-            rec = entry.get("path")
             if rec:
                 from ..record.lockfile import find_run_dir
 
@@ -219,17 +198,17 @@ def local_lineage(run: LocalRun, root: Path | None = None) -> list[LocalRun]:
     return list(out.values())
 
 
-def verify_run_data(path: Path, lock: dict[str, Any]) -> list[str]:
+def verify_run_data(path: Path, lock: Lock) -> list[str]:
     """Recorded output files of a run that changed or are missing (``outputs.files`` hashes).
 
     Files added after the run are not errors (notes, plots made later).
     """
-    outputs = lock.get("outputs") or {}
-    if not outputs.get("files"):
+    manifest = lock.outputs_manifest
+    if not manifest or not manifest["files"]:
         return []
     from ..hashing import verify_outputs
 
-    res = verify_outputs(path, outputs)
+    res = verify_outputs(path, manifest)
     return [f"changed: {r}" for r in res["changed"]] + [f"missing: {r}" for r in res["missing"]]
 
 
@@ -460,11 +439,11 @@ def push(
     lineage = local_lineage(head, root)
     report = PushReport(rclone.redact(store))
     for r in lineage:
-        if r.lock.get("status") == "running":
+        if r.view.status == "running":
             raise UsageError(
                 f"Run {r.id} ({r.path}) is still running; push it when it has finished."
             )
-        bad = verify_run_data(r.path, r.lock)
+        bad = verify_run_data(r.path, r.view)
         if bad:
             raise DataError(
                 f"Run {r.id} ({r.path}) no longer matches the output hashes in its run.lock: "
@@ -480,9 +459,8 @@ def push(
             if c is None:
                 report.warnings.append(f"run {r.id} has no source snapshot (not made in git?)")
                 continue
-            repo = _repo_root(Path(str((r.lock.get("git") or {}).get("root") or ""))) or _repo_root(
-                Path.cwd()
-            )
+            git_root = r.view.git.root if r.view.git else None
+            repo = _repo_root(Path(git_root or "")) or _repo_root(Path.cwd())
             if repo is None:
                 report.warnings.append(f"run {r.id}: no git repository here to push its source from")
                 continue
@@ -505,12 +483,11 @@ def push(
             stats = rclone.copy(r.path, dest, progress=progress, label=f"push {r.stage}/{r.id}")
         if stats.errors:
             raise RemoteError(f"rclone reported {stats.errors} errors pushing run {r.id}.")
-        timing = r.lock.get("timing") or {}
         entry = StoreEntry(
             id=r.id,
             stage=r.stage,
-            status=r.lock.get("status"),
-            start=timing.get("start"),
+            status=r.view.status,
+            start=r.view.start,
             relpath=_relpath(r.path, root),
             commit=commits.get(r.id) or r.commit,
             upstream=tuple(r.upstream_ids),
@@ -550,9 +527,10 @@ def _same_as_store(local: Path, src: str, e: StoreEntry) -> bool:
         lock = load_lock(local)
     except Exception:  # noqa: BLE001 - no/corrupt lock: not the same run
         return False
-    if lock.get("id") != e.id:
+    view = Lock.from_dict(lock)
+    if view.id != e.id:
         return False
-    return not rclone.check(src, local, one_way=True) and not verify_run_data(local, lock)
+    return not rclone.check(src, local, one_way=True) and not verify_run_data(local, view)
 
 
 def _remove(path: Path) -> None:
@@ -628,8 +606,7 @@ def pull(
         target.parent.mkdir(parents=True, exist_ok=True)
         if local_store is not None:
             store_dir = local_store / RUNS_DIR / e.id
-            lock = load_lock(store_dir)
-            bad = verify_run_data(store_dir, lock)
+            bad = verify_run_data(store_dir, Lock.from_dict(load_lock(store_dir)))
             if bad:
                 raise DataError(
                     f"Run {e.id} on the store ({store_dir}) no longer matches its recorded "
@@ -647,11 +624,11 @@ def pull(
             tmp.unlink()
         stats = rclone.copy(src, tmp, progress=progress, label=f"pull {e.stage}/{e.id}")
         try:
-            lock = load_lock(tmp)
+            lock = Lock.from_dict(load_lock(tmp))
         except Exception as exc:
             raise RemoteError(f"Run {e.id} on the store has no readable run.lock: {exc}") from exc
-        if lock.get("id") != e.id:
-            raise RemoteError(f"The run.lock of {src} says id {lock.get('id')!r}, not {e.id}.")
+        if lock.id != e.id:
+            raise RemoteError(f"The run.lock of {src} says id {lock.id!r}, not {e.id}.")
         bad = verify_run_data(tmp, lock)
         if bad:
             raise DataError(

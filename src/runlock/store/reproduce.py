@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 from .. import _subprocess, git
 from ..errors import DataError, GitError, LineageError, RemoteError, RunlockError, UsageError
+from ..record.lock import Lock
 from ..record.lockfile import load_lock
 from ..record.rundir import CONFIG_NAME, LOCK_NAME, LOG_NAME, RESULT_JSON, RESULT_PKL, STATE_DIR
 from ..settings import results_root
@@ -38,7 +40,6 @@ from .remote import (
     has_commit,
     local_lineage,
     resolve_code_remote,
-    snapshot_commit,
     verify_run_data,
 )
 
@@ -59,11 +60,13 @@ class PackageDiff:
     current: str | None
 
 
-def package_differences(lock: dict[str, Any], path: list[str] | None = None) -> list[PackageDiff]:
+def package_differences(
+    lock: Mapping[str, Any], path: list[str] | None = None
+) -> list[PackageDiff]:
     """Packages whose installed version differs from the lock's ``packages`` (missing/extra too)."""
     from ..capture.packages import inventory, normalize_name
 
-    recorded = {normalize_name(k): str(v) for k, v in (lock.get("packages") or {}).items()}
+    recorded = {normalize_name(k): v for k, v in Lock.from_dict(lock).packages.items()}
     current = {normalize_name(k): str(v) for k, v in inventory(path)[0].items()}
     out = []
     for name in sorted(set(recorded) | set(current)):
@@ -100,7 +103,7 @@ def verify_inputs(run: LocalRun, *, root: Path, remote: str | None = None,
         pulled = [m.id for m in report.runs if m.action != "present"]
         lineage = local_lineage(run, root)
     for up in lineage[1:]:
-        bad = verify_run_data(up.path, up.lock)
+        bad = verify_run_data(up.path, up.view)
         if bad:
             raise DataError(
                 f"Upstream run {up.id} ({up.path}) no longer matches its recorded outputs: "
@@ -109,18 +112,18 @@ def verify_inputs(run: LocalRun, *, root: Path, remote: str | None = None,
             )
     from ..hashing import hash_path
 
-    for label, entry in sorted((run.lock.get("data") or {}).items()):
-        if not isinstance(entry, dict) or not entry.get("hash") or not entry.get("path"):
+    for entry in sorted(run.view.inputs, key=lambda d: d.label):
+        label, path = entry.label, entry.path
+        if not entry.hash or not path:
             continue
-        path = str(entry["path"])
         try:
-            now = hash_path(path, match=entry.get("match"), ignore=entry.get("ignore"))
+            now = hash_path(path, match=entry.match, ignore=entry.ignore)
         except DataError as exc:
             raise DataError(f"Data input {label!r} ({path}) of run {run.id}: {exc.message}") from exc
-        if now["hash"] != entry["hash"]:
+        if now["hash"] != entry.hash:
             raise DataError(
                 f"Data input {label!r} ({path}) of run {run.id} no longer matches its recorded "
-                f"hash ({entry['hash']} recorded, {now['hash']} now).",
+                f"hash ({entry.hash} recorded, {now['hash']} now).",
                 hint="restore the data the run used; reproducing on other data proves nothing",
             )
     return pulled
@@ -134,28 +137,27 @@ def snapshot_worktree(repo: Path, commit: str) -> Any:
     return git.detached_worktree(repo, commit)
 
 
-def _import_spec(lock: dict[str, Any], worktree: Path) -> dict[str, Any]:
+def _import_spec(lock: Lock, worktree: Path) -> dict[str, Any]:
     """Where the stage lives inside the worktree: module, file, sys.path entries, qualname."""
-    fn = lock.get("function") or {}
-    g = lock.get("git") or {}
-    module, qualname, source = fn.get("module"), fn.get("qualname"), fn.get("source_file")
+    fn = lock.function
+    module, qualname, source = (fn.module, fn.qualname, fn.source_file) if fn else (None,) * 3
     if not module or not qualname or not source:
-        raise UsageError(f"The lock of run {lock.get('id')} does not record its function "
+        raise UsageError(f"The lock of run {lock.id} does not record its function "
                          "(function.module / qualname / source_file).")
-    if str(module).startswith("__runlock_main_"):  # a script's sweep point (locks before 0.1.0)
+    if module.startswith("__runlock_main_"):  # a script's sweep point (locks before 0.1.0)
         module = "__main__"
-    src = Path(str(source))
+    src = Path(source)
     if src.is_absolute():
         try:
-            src = src.relative_to(str(g.get("root")))
+            src = src.relative_to(str(lock.git.root if lock.git else None))
         except ValueError:
             raise UsageError(
-                f"The stage of run {lock.get('id')} lives outside its git repository "
+                f"The stage of run {lock.id} lives outside its git repository "
                 f"({source}); its source is not in the snapshot.",
             ) from None
     file = worktree / src
     if not file.is_file():
-        raise GitError(f"{src} is not in the source snapshot of run {lock.get('id')}.")
+        raise GitError(f"{src} is not in the source snapshot of run {lock.id}.")
     paths = [str(worktree)]
     if module != "__main__":
         parts = str(module).split(".")
@@ -275,7 +277,7 @@ def compare_outputs(recorded: dict[str, Any], reproduced: dict[str, Any]) -> lis
     return out
 
 
-def _result_match(old: dict[str, Any], new: dict[str, Any], old_dir: Path,
+def _result_match(old: Mapping[str, Any], new: Mapping[str, Any], old_dir: Path,
                   new_dir: Path) -> bool | None:
     """Same result: the values in the locks when both hold one, else the result files' bytes."""
     ra, rb = old.get("result") or {}, new.get("result") or {}
@@ -313,27 +315,26 @@ def reproduce(
     run directory whose lock says ``reproduces: RUN``, and compare the outputs file by file."""
     root = results_root(root)
     target = find_local_run(run, root)
-    lock = target.lock
+    lock = target.view
     rep = Reproduction(target.id, target.path)
     if check_env:
-        rep.packages = package_differences(lock)
+        rep.packages = package_differences(lock.data)
     rep.pulled = verify_inputs(target, root=root, remote=remote, pull_missing=pull_missing)
 
-    commit = snapshot_commit(lock)
+    commit = lock.source_commit
     if commit is None:
         raise GitError(f"Run {target.id} records no source snapshot (git.snapshot.commit); "
                        "it cannot be re-run from its code.")
     rep.commit = commit
-    g = lock.get("git") or {}
-    repo = _repo_root(Path.cwd()) or _repo_root(Path(str(g.get("root") or "")))
+    repo = _repo_root(Path.cwd()) or _repo_root(Path((lock.git.root if lock.git else None) or ""))
     if repo is None:
         raise GitError("Not in a git repository: run reproduce from a clone of the project.")
     if not has_commit(repo, commit):
         fetch_snapshots(repo, resolve_code_remote(code_remote, start=repo), {target.id: commit})
 
-    config = dict(lock.get("config") or {})
-    dir_keys = [k for k, v in config.items() if isinstance(v, str) and lock.get("run_dir")
-                and v.rstrip("/") == str(lock["run_dir"]).rstrip("/")]
+    config = dict(lock.config)
+    dir_keys = [k for k, v in config.items() if isinstance(v, str) and lock.run_dir
+                and v.rstrip("/") == lock.run_dir.rstrip("/")]
     new_dir = save_dir or _new_dir_template(target)
     spec_save_dir: str | None = new_dir
     for k in dir_keys:  # the stage reads its dir from the config: point that key at the new dir
@@ -348,17 +349,18 @@ def reproduce(
             rep.notes.append(f"the stage was imported from {mf}, not from the snapshot")
     rep.new_run_dir = Path(out["run_dir"])
     rep.error = out.get("error")
-    new_lock = load_lock(rep.new_run_dir)
+    new_lock = Lock.from_dict(load_lock(rep.new_run_dir))
     from ..hashing import hash_outputs
 
-    recorded = lock.get("outputs") or {}
-    if recorded.get("files") is None:
+    recorded = lock.outputs_manifest
+    if recorded is None:
         rep.notes.append("the original run recorded no output hashes: compared with its files "
                          "as they are now")
         recorded = hash_outputs(target.path, exclude=[LOCK_NAME])
-    reproduced = new_lock.get("outputs") or {}
-    if reproduced.get("files") is None or reproduced.get("exclude") != recorded.get("exclude"):
+    reproduced = new_lock.outputs_manifest
+    if reproduced is None or reproduced.get("exclude") != recorded.get("exclude"):
         reproduced = hash_outputs(rep.new_run_dir, exclude=recorded.get("exclude") or [LOCK_NAME])
     rep.files = compare_outputs(recorded, reproduced)
-    rep.result_match = _result_match(lock, new_lock, target.path, rep.new_run_dir)
+    # The result sections are compared whole ("value" present, even as null, is meaningful).
+    rep.result_match = _result_match(lock.data, new_lock.data, target.path, rep.new_run_dir)
     return rep

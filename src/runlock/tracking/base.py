@@ -16,24 +16,22 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import ConfigError
+from .._current import pop_run, push_run
+from ..errors import ConfigError, RunlockError, UsageError
 from ..settings import ProjectSettings, project_settings
-from .metrics import (
-    ForwardingUnavailable,
-    MetricRecord,
-    MetricsLogger,
-    Worker,
-    activate,
-    deactivate,
-)
+from .metrics import ForwardingUnavailable, MetricRecord, MetricsLogger, Worker
 
 __all__ = [
     "TRACKERS",
     "NullTracker",
     "Tracker",
     "TrackingSession",
+    "activate_for_run",
+    "deactivate_for_run",
     "default_tracker",
+    "finish_for_run",
     "get_tracker",
+    "register_tracker",
 ]
 
 
@@ -95,6 +93,26 @@ def get_tracker(name: str, *, root: Path | None = None, start: Path | None = Non
     return factory(project_settings(start), root)
 
 
+def register_tracker(name: str, factory: Callable[[], Tracker]) -> None:
+    """Make a tracker available by name, for ``[tool.runlock] tracker = "<name>"``.
+
+    ``factory`` is a :class:`Tracker` class (or any callable returning a tracker) called without
+    arguments at the start of each run. Registering an existing name replaces that tracker. A
+    tracker's methods may block and may raise: runs call them on a background thread with
+    bounded waits, and its failures become warnings in the lock, never a failed run::
+
+        runlock.register_tracker("wandb", WandbTracker)
+    """
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"a tracker name must be a non-empty string, not {name!r}")
+    if not callable(factory):
+        raise UsageError(
+            f"cannot register {factory!r} as tracker {name!r}",
+            hint="pass a Tracker class or a function that returns a tracker",
+        )
+    TRACKERS[name] = lambda settings, root: factory()
+
+
 def default_tracker(*, root: Path | None = None, start: Path | None = None) -> Tracker:
     """The tracker a run uses when none is given.
 
@@ -130,6 +148,10 @@ class TrackingSession:
     Nothing here raises because of the tracker; ``flush`` waits at most ``timeout_s`` for the
     tracker to catch up and ``finish`` at most its ``timeout_s`` for the final logging (only
     when the tracker started fine).
+
+    With ``activate_logger`` (a session used on its own) the session is the current run until
+    :meth:`flush`: ``runlock.log_metrics`` goes to it. The run lifecycle passes False: its
+    :class:`~runlock.stages.run.ActiveRun` is the current run and forwards metrics here.
     """
 
     def __init__(
@@ -141,6 +163,7 @@ class TrackingSession:
         activate_logger: bool = True,
     ) -> None:
         self.run_dir = Path(run_dir)
+        self._id = str(lock.get("id") or self.run_dir.name)
         self.tracker: Tracker = tracker if tracker is not None else NullTracker()
         self._null = isinstance(self.tracker, NullTracker)
         self._warnings: list[str] = []
@@ -155,11 +178,23 @@ class TrackingSession:
         self._drained = True
         self._finished = False
         if activate_logger:
-            activate(self.logger)
+            push_run(self)
         if self._worker is not None:
             snapshot = copy.deepcopy(dict(lock))  # the lifecycle keeps mutating its dict
             if not self._worker.submit(lambda: self._start(snapshot)):  # pragma: no cover
                 self._started.set()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def dir(self) -> Path:
+        return self.run_dir
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Append to ``metrics.jsonl`` and forward (what ``runlock.log_metrics`` calls)."""
+        self.logger.log(metrics, step)
 
     def add_warning(self, message: str) -> None:
         """A problem to report with the next :meth:`flush`."""
@@ -191,7 +226,7 @@ class TrackingSession:
         then at most ``timeout_s`` for the metrics queue.
         """
         if self._active:
-            deactivate(self.logger)
+            pop_run(self)
             self._active = False
         if self._flushed is not None:
             return []
@@ -249,3 +284,49 @@ class TrackingSession:
         """:meth:`flush` then :meth:`finish` with the final ``lock``; returns all warnings."""
         warnings = self.flush(timeout_s=timeout_s)
         return warnings + self.finish(lock, timeout_s=finish_timeout_s)
+
+
+# --- hooks of the run lifecycle (runlock.stages.run) ------------------------------------------
+
+
+def activate_for_run(
+    run_dir: Path,
+    lock: Mapping[str, Any] | None = None,
+    *,
+    tracker: Tracker | None = None,
+    root: Path | None = None,
+    activate_logger: bool = True,
+) -> TrackingSession:
+    """Start tracking a run whose 'running' lock is written: returns the session (a token).
+
+    ``lock`` defaults to the run's ``run.lock``; ``tracker`` to :func:`default_tracker` for the
+    results ``root``. Never raises because of the tracker. ``activate_logger``: see
+    :class:`TrackingSession`.
+    """
+    from ..record.lockfile import load_lock
+
+    if lock is None:
+        try:
+            lock = load_lock(Path(run_dir))
+        except RunlockError:
+            lock = {}
+    problem: str | None = None
+    if tracker is None:
+        try:
+            tracker = default_tracker(root=root)
+        except RunlockError as exc:  # a bad tracker setting must not stop the stage
+            tracker, problem = NullTracker(), f"tracking disabled: {exc}"
+    session = TrackingSession(Path(run_dir), lock, tracker, activate_logger=activate_logger)
+    if problem is not None:
+        session.add_warning(problem)
+    return session
+
+
+def deactivate_for_run(session: TrackingSession, *, timeout_s: float = 5.0) -> list[str]:
+    """The stage function returned: flush metrics (bounded wait); warnings for the lock."""
+    return list(session.flush(timeout_s=timeout_s))
+
+
+def finish_for_run(session: TrackingSession, lock: Mapping[str, Any], *, timeout_s: float = 30.0) -> list[str]:
+    """The final lock is written: the tracker logs it (bounded wait); returns warnings."""
+    return list(session.finish(lock, timeout_s=timeout_s))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Self
 
+from .._current import get_current_run
 from ..errors import RunlockError, UsageError
 from ..record.rundir import METRICS_NAME
 
@@ -31,13 +32,8 @@ __all__ = [
     "MetricRecord",
     "MetricsLogger",
     "Worker",
-    "activate",
-    "activate_for_run",
-    "current",
-    "deactivate",
-    "deactivate_for_run",
-    "finish_for_run",
     "log_metrics",
+    "outside_run_error",
     "read_metrics",
 ]
 
@@ -325,93 +321,21 @@ class MetricsLogger:
         self.close()
 
 
-# --- the logger of the current run -----------------------------------------------------------
-# A process-wide stack (not a thread-local): threads started by a stage log into its run too.
-_active: list[MetricsLogger] = []
-_active_lock = threading.Lock()
-
-
-def activate(logger: MetricsLogger) -> None:
-    """Make ``logger`` the target of :func:`log_metrics` (called by the run lifecycle)."""
-    with _active_lock:
-        _active.append(logger)
-
-
-def deactivate(logger: MetricsLogger | None = None) -> None:
-    """Undo :func:`activate` (of ``logger``, or the most recent one)."""
-    with _active_lock:
-        if logger is None:
-            if _active:
-                _active.pop()
-        else:
-            for i in range(len(_active) - 1, -1, -1):
-                if _active[i] is logger:
-                    del _active[i]
-                    break
-
-
-def current() -> MetricsLogger | None:
-    """The metrics logger of the innermost running stage, or None outside a run."""
-    with _active_lock:
-        return _active[-1] if _active else None
-
-
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
     """Log numbers for the current run: ``metrics.jsonl`` now, the tracker in the background.
 
     Raises :class:`~runlock.errors.RunlockError` outside a running stage.
     """
-    logger = current()
-    if logger is None:
-        raise RunlockError(
-            "runlock.log_metrics() was called outside a running stage.",
-            hint="Call it from inside a function decorated with @runlock.stage "
-            "(or use MetricsLogger(run_dir) directly).",
-        )
-    logger.log(metrics, step)
+    run = get_current_run(silent=True)
+    if run is None:
+        raise outside_run_error()
+    run.log_metrics(metrics, step)
 
 
-# --- hooks of the run lifecycle (runlock.stages.run) ------------------------------------------------
-
-
-def activate_for_run(
-    run_dir: Path,
-    lock: Mapping[str, Any] | None = None,
-    *,
-    tracker: Any = None,
-    root: Path | None = None,
-) -> Any:
-    """Start tracking a run whose 'running' lock is written: returns the session (a token).
-
-    ``lock`` defaults to the run's ``run.lock``; ``tracker`` to
-    :func:`runlock.tracking.base.default_tracker` for the results ``root``. Never raises
-    because of the tracker.
-    """
-    from ..record.lockfile import load_lock
-    from .base import NullTracker, TrackingSession, default_tracker
-
-    if lock is None:
-        try:
-            lock = load_lock(Path(run_dir))
-        except RunlockError:
-            lock = {}
-    problem: str | None = None
-    if tracker is None:
-        try:
-            tracker = default_tracker(root=root)
-        except RunlockError as exc:  # a bad tracker setting must not stop the stage
-            tracker, problem = NullTracker(), f"tracking disabled: {exc}"
-    session = TrackingSession(Path(run_dir), lock, tracker)
-    if problem is not None:
-        session.add_warning(problem)
-    return session
-
-
-def deactivate_for_run(session: Any, *, timeout_s: float = 5.0) -> list[str]:
-    """The stage function returned: flush metrics (bounded wait); warnings for the lock."""
-    return list(session.flush(timeout_s=timeout_s))
-
-
-def finish_for_run(session: Any, lock: Mapping[str, Any], *, timeout_s: float = 30.0) -> list[str]:
-    """The final lock is written: the tracker logs it (bounded wait); returns warnings."""
-    return list(session.finish(lock, timeout_s=timeout_s))
+def outside_run_error() -> RunlockError:
+    """The error of ``log_metrics`` where no run (or no run of this process) can take metrics."""
+    return RunlockError(
+        "runlock.log_metrics() was called outside a running stage.",
+        hint="Call it from inside a function decorated with @runlock.stage "
+        "(or use MetricsLogger(run_dir) directly).",
+    )

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LockFileError, MissingDependencyError, RunlockError
+from ..record.lock import Lock, Upstream
 from ..record.lockfile import load_lock
 from ..record.rundir import CONFIG_NAME, LOCK_NAME, LOG_NAME, RESULT_JSON, STATE_DIR
 from ..redact import REDACTED, is_secret_name, redact_text, redact_url
@@ -296,10 +297,9 @@ def _numbers(value: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _result_value(run_dir: Path, lock: Mapping[str, Any]) -> Any:
-    result = lock.get("result") or {}
-    if isinstance(result, Mapping) and "value" in result:
-        return result["value"]
+def _result_value(run_dir: Path, lock: Lock) -> Any:
+    if lock.result is not None:
+        return lock.result
     path = run_dir / RESULT_JSON
     if path.is_file() and path.stat().st_size < 10_000_000:
         try:
@@ -348,8 +348,8 @@ def _find_run(client: MlflowClient, experiment_id: str, runlock_id: str) -> str 
     return runs[0].info.run_id if runs else None
 
 
-def _experiment_name(lock: Mapping[str, Any], experiment: str | None) -> str:
-    name = experiment or project_settings().get("mlflow_experiment") or lock.get("stage")
+def _experiment_name(lock: Lock, experiment: str | None) -> str:
+    name = experiment or project_settings().get("mlflow_experiment") or lock.stage
     if not name:
         raise LockFileError("The run.lock has no 'stage'; pass an experiment name.")
     return str(name)
@@ -364,13 +364,13 @@ def find_mlflow_run(
 ) -> str | None:
     """The MLflow run id a run directory was logged to, or None when it was not logged yet."""
     mlflow = _mlflow()
-    lock = load_lock(Path(run_dir))
+    lock = Lock.from_dict(load_lock(Path(run_dir)))
     uri = resolve_tracking_uri(tracking_uri, root=root)
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name(_experiment_name(lock, experiment))
     if exp is None:
         return None
-    return _find_run(client, exp.experiment_id, str(lock["id"]))
+    return _find_run(client, exp.experiment_id, str(lock.id))
 
 
 class _RunLogger:
@@ -381,18 +381,18 @@ class _RunLogger:
         self.uri = uri
         self.experiment = experiment
 
-    def ensure_run(self, run_dir: Path, lock: Mapping[str, Any]) -> str:
+    def ensure_run(self, run_dir: Path, lock: Lock) -> str:
         exp_id = _experiment_id(self.client, self.uri, _experiment_name(lock, self.experiment))
-        rid = str(lock.get("id") or "")
+        rid = lock.id
         if not rid:
             raise LockFileError(f"{run_dir / LOCK_NAME} has no 'id'.")
         found = _find_run(self.client, exp_id, rid)
         if found is not None:
             return found
-        stage = str(lock.get("stage") or "run")
+        stage = lock.stage or "run"
         run = self.client.create_run(
             exp_id,
-            start_time=_ms((lock.get("timing") or {}).get("start")),
+            start_time=_ms(lock.start),
             tags={ID_TAG: rid},
             run_name=f"{stage}-{rid}",
         )
@@ -405,12 +405,13 @@ class _RunLogger:
         MLflow run id and warnings. The run status is :meth:`set_status`'s job."""
         from mlflow.entities import Metric, Param, RunTag
 
-        run_id = self.ensure_run(run_dir, lock)
+        view = Lock.from_dict(lock)
+        run_id = self.ensure_run(run_dir, view)
         warnings: list[str] = []
         existing = self.client.get_run(run_id).data.params
         p = lock_params(lock)
         new: list[Any] = []
-        tags: dict[str, str] = self._tags(run_dir, lock)
+        tags: dict[str, str] = self._tags(run_dir, view)
         for k, v in p.params.items():
             if k not in existing:
                 new.append(Param(k, v))
@@ -437,82 +438,74 @@ class _RunLogger:
         if not full:
             return run_id, warnings
 
-        timing = lock.get("timing") or {}
-        when = _ms(timing.get("end")) or _ms(timing.get("start")) or 0
+        when = _ms(view.end) or _ms(view.start) or 0
         history = list(read_metrics(run_dir))
         # The result as the last point of any history of the same name: MLflow shows the
         # value at the highest step as the run's metric.
         last = max((r.step or 0 for r in history), default=0)
         metrics = [
             Metric(_mlflow_key(k), v, when, last)
-            for k, v in sorted(_numbers(_result_value(run_dir, lock)).items())
+            for k, v in sorted(_numbers(_result_value(run_dir, view)).items())
         ]
-        if isinstance(timing.get("duration_s"), (int, float)):
-            metrics.append(Metric("runlock.duration_s", float(timing["duration_s"]), when, 0))
+        if view.duration_s is not None:
+            metrics.append(Metric("runlock.duration_s", view.duration_s, when, 0))
         metrics += _metric_entities(history)
         for part in _chunks(metrics, min(BATCH_SIZE, _LIMITS["MAX_METRICS_PER_BATCH"])):
             self.client.log_batch(run_id, metrics=list(part))
-        self._artifacts(run_id, run_dir, lock, p.long)
+        self._artifacts(run_id, run_dir, view, p.long)
         return run_id, warnings
 
-    def _tags(self, run_dir: Path, lock: Mapping[str, Any]) -> dict[str, str]:
+    def _tags(self, run_dir: Path, lock: Lock) -> dict[str, str]:
         tags = {
-            ID_TAG: str(lock.get("id")),
-            "runlock.stage": str(lock.get("stage")),
-            "runlock.status": str(lock.get("status")),
+            ID_TAG: str(lock.id),
+            "runlock.stage": str(lock.stage),
+            "runlock.status": lock.status,
             "runlock.run_dir": str(run_dir.absolute()),
-            "runlock.schema": str(lock.get("schema")),
+            "runlock.schema": str(lock.schema),
         }
-        git = lock.get("git") or {}
-        if isinstance(git, Mapping):
-            if git.get("head"):
-                tags["mlflow.source.git.commit"] = str(git["head"])
-            if git.get("branch"):
-                tags["mlflow.source.git.branch"] = str(git["branch"])
-        function = lock.get("function") or {}
-        if isinstance(function, Mapping) and function.get("source_file"):
-            tags["mlflow.source.name"] = str(function["source_file"])
-        env = lock.get("environment") or {}
-        if isinstance(env, Mapping) and env.get("user"):
-            tags["mlflow.user"] = str(env["user"])
-        upstream = lock.get("upstream") or {}
-        if isinstance(upstream, Mapping) and upstream:
+        if lock.git:
+            if lock.git.head:
+                tags["mlflow.source.git.commit"] = lock.git.head
+            if lock.git.branch:
+                tags["mlflow.source.git.branch"] = lock.git.branch
+        if lock.function and lock.function.source_file:
+            tags["mlflow.source.name"] = lock.function.source_file
+        user = lock.environment.get("user")
+        if user:
+            tags["mlflow.user"] = str(user)
+        if lock.upstream:
             ids = []
-            for key, up in sorted(upstream.items()):
-                up = up or {}
-                ids.append(str(up.get("id")))
-                tags[f"runlock.upstream.{key}"] = str(up.get("id"))
-                if up.get("stage"):
-                    tags[f"runlock.upstream.{key}.stage"] = str(up["stage"])
-                if up.get("path"):
-                    tags[f"runlock.upstream.{key}.path"] = str(up["path"])
+            for up in sorted(lock.upstream, key=lambda u: u.key):
+                key = up.key
+                ids.append(str(up.id))
+                tags[f"runlock.upstream.{key}"] = str(up.id)
+                if up.stage:
+                    tags[f"runlock.upstream.{key}.stage"] = up.stage
+                if up.path:
+                    tags[f"runlock.upstream.{key}.path"] = up.path
                 linked = self._upstream_run(up)
                 if linked:
                     tags[f"runlock.upstream.{key}.mlflow_run_id"] = linked
             tags["runlock.upstream"] = ",".join(ids)
-        error = lock.get("error") or {}
-        if isinstance(error, Mapping) and error:
-            tags["runlock.error.type"] = str(error.get("type"))
-            tags["runlock.error.message"] = redact_text(str(error.get("message")))
-        warnings = lock.get("warnings") or []
-        if warnings:
-            tags["runlock.warnings"] = redact_text("\n".join(str(w) for w in warnings))
+        if lock.error:
+            tags["runlock.error.type"] = str(lock.error.type)
+            tags["runlock.error.message"] = redact_text(str(lock.error.message))
+        if lock.warnings:
+            tags["runlock.warnings"] = redact_text("\n".join(lock.warnings))
         return {k: redact_url(v) for k, v in tags.items()}
 
-    def _upstream_run(self, up: Mapping[str, Any]) -> str | None:
+    def _upstream_run(self, up: Upstream) -> str | None:
         """The MLflow run of an upstream run, when it was logged to this store (a link)."""
-        if not up.get("id") or not up.get("stage"):
+        if not up.id or not up.stage:
             return None
         try:
-            exp = self.client.get_experiment_by_name(str(up["stage"]))
-            return None if exp is None else _find_run(self.client, exp.experiment_id, str(up["id"]))
+            exp = self.client.get_experiment_by_name(up.stage)
+            return None if exp is None else _find_run(self.client, exp.experiment_id, up.id)
         except Exception:  # noqa: BLE001 - a missing link is not an error
             return None
 
-    def _artifacts(
-        self, run_id: str, run_dir: Path, lock: Mapping[str, Any], long: Mapping[str, str]
-    ) -> None:
-        secrets = _secret_values(lock.get("config"), lock)
+    def _artifacts(self, run_id: str, run_dir: Path, lock: Lock, long: Mapping[str, str]) -> None:
+        secrets = _secret_values(lock.config, lock.data)
         with tempfile.TemporaryDirectory(prefix="runlock-mlflow-") as tmp:
             for name in (LOCK_NAME, CONFIG_NAME, LOG_NAME):
                 src = run_dir / name
@@ -529,11 +522,12 @@ class _RunLogger:
                 self.client.log_artifact(run_id, str(dst), artifact_path="runlock")
 
     def set_status(self, run_id: str, lock: Mapping[str, Any]) -> None:
-        status = STATUS.get(str(lock.get("status")), "RUNNING")
+        view = Lock.from_dict(lock)
+        status = STATUS.get(view.status, "RUNNING")
         if status == "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
         else:
-            end = _ms((lock.get("timing") or {}).get("end"))
+            end = _ms(view.end)
             self.client.set_terminated(run_id, status=status, end_time=end)
 
 

@@ -5,6 +5,7 @@ Backends know nothing of runs or tasks: they call ``fn(chunk)`` for each chunk, 
 
 from runlock.scale.backends.base import (
     DEADLINE_ENV,
+    ENTRY_POINT_GROUP,
     Backend,
     RequeueRequest,
     available_backends,
@@ -15,6 +16,7 @@ from runlock.scale.backends.base import (
 
 __all__ = [
     "DEADLINE_ENV",
+    "ENTRY_POINT_GROUP",
     "Backend",
     "RequeueRequest",
     "available_backends",

@@ -11,6 +11,7 @@ from runlock.errors import UsageError
 
 __all__ = [
     "DEADLINE_ENV",
+    "ENTRY_POINT_GROUP",
     "Backend",
     "RequeueRequest",
     "available_backends",
@@ -25,13 +26,17 @@ DEADLINE_ENV = "RUNLOCK_WORKER_DEADLINE"
 
 C = TypeVar("C")
 
-# name -> "module:Class"; imported on first use so that optional dependencies (submitit) are
-# only needed by the backend that uses them.
-_REGISTRY: dict[str, str] = {
+#: The entry-point group through which installed packages add backends (see register_backend).
+ENTRY_POINT_GROUP = "runlock.backends"
+
+# name -> "module:Class" (imported on first use, so that optional dependencies such as submitit
+# are only needed by the backend that uses them) or a factory registered by the user.
+_REGISTRY: dict[str, str | Callable[..., Backend]] = {
     "inprocess": "runlock.scale.backends.inprocess:InProcessBackend",
     "joblib": "runlock.scale.backends.processes:ProcessBackend",
     "slurm": "runlock.scale.backends.slurm:SlurmBackend",
 }
+_PLUGINS_LOADED = False
 
 
 class RequeueRequest(Exception):
@@ -61,17 +66,52 @@ class Backend(Protocol):
     def run(self, fn: Callable[[C], Any], chunks: Sequence[C]) -> list[Any]: ...
 
 
-def register_backend(name: str, target: str) -> None:
-    """Register a backend class as ``"module:Class"`` under ``name`` (imported lazily)."""
-    _REGISTRY[name] = target
+def register_backend(name: str, factory: Callable[..., Backend] | str) -> None:
+    """Make a backend available by name, like joblib's ``register_parallel_backend``.
+
+    ``factory`` is a backend class (or any callable returning a :class:`Backend`), or its
+    ``"module:Class"`` path, imported on first use. ``get_backend(name, **options)`` calls it
+    with the map's options (``n_jobs``, ``folder``...): accept ``**_ignored`` for the options a
+    backend has no use for. Registering an existing name replaces that backend::
+
+        runlock.register_backend("ray", RayBackend)
+        train.map(tasks, backend="ray", n_jobs=8)  # train: a @runlock.stage
+
+    An installed package can instead declare an entry point in the ``runlock.backends`` group
+    (``[project.entry-points."runlock.backends"] ray = "runlock_ray:RayBackend"``): it is listed
+    the first time backends are looked up, and imported only when used.
+    """
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"a backend name must be a non-empty string, not {name!r}")
+    if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+        raise UsageError(
+            f"cannot register {factory!r} as backend {name!r}",
+            hint="pass a backend class (or factory) or its 'module:Class' path",
+        )
+    _REGISTRY[name] = factory
+
+
+def _load_plugins() -> None:
+    """Add the backends of installed packages (entry points), once; names taken stay."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    from importlib.metadata import entry_points  # here: ~5 ms that `import runlock` skips
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _REGISTRY.setdefault(ep.name, ep.value)
 
 
 def available_backends() -> list[str]:
+    """The names :func:`get_backend` accepts: built in, registered, and from entry points."""
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
 def get_backend(name: str, **options: Any) -> Backend:
     """Instantiate the backend registered as ``name`` with its options (e.g. ``n_jobs``)."""
+    _load_plugins()
     try:
         target = _REGISTRY[name]
     except KeyError:
@@ -79,7 +119,17 @@ def get_backend(name: str, **options: Any) -> Backend:
             f"unknown backend {name!r}",
             hint=f"use one of: {', '.join(available_backends())}",
         ) from None
-    module_name, _, cls_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    backend: Backend = cls(**options)
-    return backend
+    if isinstance(target, str):
+        module_name, _, attr = target.partition(":")
+        try:
+            factory: Callable[..., Backend] = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            if module_name.startswith("runlock."):
+                raise  # ours: a missing optional dependency says which extra to install
+            raise UsageError(
+                f"backend {name!r} cannot be loaded from {target!r}: {type(exc).__name__}: {exc}",
+                hint="check that the package that registers it is installed in this environment",
+            ) from exc
+    else:
+        factory = target
+    return factory(**options)
