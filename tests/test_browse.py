@@ -507,7 +507,7 @@ def test_ls_warm_filters_from_the_index(root: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_rm_drops_the_snapshot_branch_with_its_last_run(
+def test_rm_keeps_the_shared_snapshot_branch(
     root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from runlock import git as git_mod
@@ -532,6 +532,7 @@ def test_rm_drops_the_snapshot_branch_with_its_last_run(
     assert code == 0 and "snapshot branch" not in out
     assert _git(repo, "rev-parse", "--verify", "-q", ref)  # b still uses it
     code, out, _ = run_main(capsys, "--root", str(root), "rm", b.name, "--force")
-    assert code == 0 and "deleted the snapshot branch" in out
-    gone = subprocess.run(["git", "rev-parse", "--verify", "-q", ref], cwd=repo, check=False)
-    assert gone.returncode != 0
+    # the branch stays with its last run here: runs of other results roots may need it
+    # (their own refs: tests/test_snapshot_refs.py)
+    assert code == 0 and "snapshot branch" not in out
+    assert _git(repo, "rev-parse", "--verify", "-q", ref)

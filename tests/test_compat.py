@@ -10,7 +10,7 @@ import runlock
 from runlock.record.lockfile import load_lock
 
 
-def test_literal_directory_never_overwritten(tmp_path: Path, results: Path) -> None:
+def test_literal_directory_used_and_earlier_lock_kept(tmp_path: Path, results: Path) -> None:
     out = tmp_path / "proj"
 
     @runlock.tracked(literal_directory=out, snapshot=False)
@@ -18,9 +18,11 @@ def test_literal_directory_never_overwritten(tmp_path: Path, results: Path) -> N
         return n
 
     fit()
+    first = load_lock(out)["id"]
     fit(n=2)
-    assert load_lock(out)["config"] == {"n": 1}
-    assert load_lock(tmp_path / "proj-1")["config"] == {"n": 2}
+    assert load_lock(out)["config"] == {"n": 2}  # pycrumbs' directory, as given
+    assert load_lock(out / ".runlock" / "earlier" / f"{first}.lock")["config"] == {"n": 1}  # never destroyed
+    assert not (tmp_path / "proj-1").exists()
 
 
 def test_directory_parameter_receives_final_dir(tmp_path: Path, results: Path) -> None:
@@ -32,10 +34,9 @@ def test_directory_parameter_receives_final_dir(tmp_path: Path, results: Path) -
         (model_output_dir / "weights.txt").write_text("w")
 
     fit(model_output_dir=tmp_path / "my_model")
-    fit(model_output_dir=tmp_path / "my_model")
-    assert seen == [tmp_path / "my_model", tmp_path / "my_model-1"]
+    assert seen == [tmp_path / "my_model"]
     assert isinstance(seen[0], Path)
-    assert (tmp_path / "my_model-1" / "weights.txt").exists() and (tmp_path / "my_model-1" / "run.lock").exists()
+    assert (tmp_path / "my_model" / "weights.txt").exists() and (tmp_path / "my_model" / "run.lock").exists()
 
 
 def test_subdirectory_uuid_and_injection(tmp_path: Path, results: Path) -> None:
@@ -68,10 +69,11 @@ def test_seed_parameter_injected_and_recorded(tmp_path: Path, results: Path) -> 
         seeds.append(seed)
 
     fit()
-    fit(seed=272428)
-    assert seeds[1] == 272428
     assert load_lock(tmp_path / "s")["seed"] == seeds[0]
     assert load_lock(tmp_path / "s")["function"]["parameters"] == {"seed": None}
+    fit(seed=272428)
+    assert seeds[1] == 272428
+    assert load_lock(tmp_path / "s")["seed"] == 272428
 
 
 FOOTSTEPS = """

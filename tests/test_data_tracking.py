@@ -262,7 +262,11 @@ def test_running_lock_lists_inputs_then_final_lock_has_hashes(results: Path, dat
 
     peek(data=str(dataset))
     assert seen["status"] == "running"
-    assert seen["data"] == {"data": {"path": str(dataset)}}
+    # the input is listed from the start; its hash joins the running lock as soon as it is
+    # known (so a killed run keeps it), which may already be the case when the stage looks
+    entry = seen["data"]["data"]  # type: ignore[index]
+    assert entry["path"] == str(dataset)
+    assert entry.get("hash") in (None, hash_path(dataset)["hash"])
     assert load_lock(only_run(results, "peek"))["data"]["data"]["hash"] == hash_path(dataset)["hash"]
 
 

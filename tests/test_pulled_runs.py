@@ -188,5 +188,8 @@ def test_a_runs_contents_and_hidden_folders_are_not_walked(tmp_path: Path) -> No
     write_run(run, "outputs/nested", "inner")  # a run.lock inside a run's outputs
     write_run(root, ".trash/r8", "r8")
     assert list(discover(root)) == [str(run / "run.lock")]
-    assert list(discover(run)) == [str(run / "run.lock")]  # a run given as the root
+    # a run.lock directly in the root is stray, never the root's run: it once hid every run
+    # (issue 11, item 12); the index reports it, and the walk goes on
+    assert scan(run).stray == {str(run / "run.lock")}
+    assert list(discover(run)) == [str(run / "outputs" / "nested" / "run.lock")]
     assert discover(tmp_path / "missing") == {}

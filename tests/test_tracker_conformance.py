@@ -172,3 +172,33 @@ def test_register_tracker_refuses_what_cannot_work() -> None:
         runlock.register_tracker("x", 42)  # type: ignore[arg-type]
     with pytest.raises(runlock.RunlockError, match="(?s)Unknown tracker 'nope'.*list"):
         get_tracker("nope")
+
+
+_BROKEN_TRACKERS = {
+    # a user's class without ``name`` (the README registers a bare class)
+    "nameless": ("class Broken:\n    def start(self, run_dir, lock): pass\n"
+                 "    def log_metrics(self, records): pass\n    def finish(self, run_dir, lock): return []\n",
+                 "completed", None),
+    # a factory that raises (e.g. not logged in to the service)
+    "raising": ("class Broken:\n    def __init__(self):\n        raise RuntimeError('not logged in')\n",
+                "completed", "tracking disabled: RuntimeError: not logged in"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(_BROKEN_TRACKERS))
+def test_a_broken_user_tracker_never_fails_a_run(kind: str, tmp_path: Path) -> None:
+    source, status, warning = _BROKEN_TRACKERS[kind]
+    script = textwrap.dedent(_SCRIPT).replace("class Down:", source + "\nclass Down:")
+    script = script.replace('register_tracker("down", Down)', 'register_tracker("down", Broken)')
+    (tmp_path / "pyproject.toml").write_text('[tool.runlock]\nresults = "results"\ntracker = "down"\n')
+    (tmp_path / "fit.py").write_text(script)
+    env = {k: v for k, v in os.environ.items() if k not in ("RUNLOCK_RESULTS", "MLFLOW_TRACKING_URI")}
+    out = subprocess.run(
+        [sys.executable, "fit.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = (tmp_path / "results" / "fit").iterdir()
+    lock = runlock.load_lock(run_dir)
+    assert lock["status"] == status
+    if warning is not None:
+        assert any(warning in w for w in lock.get("warnings") or []), lock.get("warnings")

@@ -21,6 +21,7 @@ _LAZY = {
     "Stage": "runlock.stages.decorator",
     "main": "runlock.cli.script",
     "Input": "runlock.config.schema",
+    "Secret": "runlock.config.schema",
     "Outcome": "runlock.stages.run",
     "current_run": "runlock.stages.run",
     # pycrumbs / footsteps style
@@ -56,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .browse.query import runs
     from .capture.collectors import Collector, RunContext
     from .cli.script import main
-    from .config.schema import Input
+    from .config.schema import Input, Secret
     from .errors import ConfigError, ConfigKeyError, ConfigTypeError, RunlockError
     from .record.lockfile import load_lock
     from .scale.backends.base import Backend, register_backend

@@ -20,7 +20,15 @@ from typing import Any
 
 import yaml
 
-__all__ = ["YAMLError", "dump_config", "dump_readable", "load", "to_plain"]
+__all__ = [
+    "AliasError",
+    "YAMLError",
+    "dump_config",
+    "dump_readable",
+    "load",
+    "load_data",
+    "to_plain",
+]
 
 #: What the loaders raise on bad YAML.
 YAMLError = yaml.YAMLError
@@ -33,6 +41,31 @@ _Dumper: type = getattr(yaml, "CDumper", yaml.Dumper)
 def load(text: str | bytes) -> Any:
     """Parse YAML with a safe loader (plain Python values only); raises :data:`YAMLError`."""
     return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader (C or Python)
+
+
+class AliasError(yaml.constructor.ConstructorError):
+    """An alias (``*name``) in a document read by :func:`load_data`."""
+
+
+class _NoAliasLoader(_SafeLoader):  # type: ignore[misc]
+    """The safe loader, refusing aliases: every node is built once, so a node reached a second
+    time is an alias. (The parser and composer are libyaml's C code; construction is Python,
+    even with the C loader, so this check works with both.)"""
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        if node in self.constructed_objects or node in self.recursive_objects:
+            raise AliasError(
+                None, None, "found an alias (*name), which runlock never writes", node.start_mark,
+            )  # fmt: skip
+        return super().construct_object(node, deep)
+
+
+def load_data(text: str | bytes) -> Any:
+    """:func:`load` for files runlock writes itself (run.lock): aliases are refused
+    (:class:`AliasError`). runlock never writes one, and a few hundred bytes of nested aliases
+    ("billion laughs") expand to billions of values for every reader that walks the result.
+    Config files keep aliases: OmegaConf reads them with its own loader."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a safe loader (C or Python)
 
 
 # --- run.lock ----------------------------------------------------------------------------------

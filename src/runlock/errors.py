@@ -58,8 +58,27 @@ class RunDirError(RunlockError, OSError):
     exit_code = 2
 
 
+class RunDirLostError(RunlockError, OSError):
+    """A run's directory or lock vanished (deleted while it ran) or could not be written (a full
+    disk): the run is recorded ``failed`` where its lock can still be written (exit code 1)."""
+
+
+class UnsafeNameError(UsageError):
+    """A run id, stage or experiment name (from a lock, a store, an index or the user) that
+    could leave its directory, be interpolated or break a line: refused before anything is
+    touched (exit code 2)."""
+
+
+class UnsafePathError(UsageError):
+    """A path built from a lock, a store, an index entry or the user that would resolve outside
+    its root (the results root, the store prefix, the snapshot worktree): refused (exit code 2)."""
+
+
 class LockFileError(RunlockError, ValueError):
-    """A run.lock that cannot be read (corrupt, unknown schema version)."""
+    """A run.lock that cannot be read (corrupt, truncated, too large, YAML aliases, unknown
+    schema version): bad input, exit code 2."""
+
+    exit_code = 2
 
 
 class RunNotFoundError(RunlockError, LookupError):

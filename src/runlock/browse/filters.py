@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 
 from ..errors import UsageError
 
-#: Effective statuses a run can be listed with ("crashed" = "running" whose process is gone).
-STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
+#: Effective statuses a run can be listed with ("crashed" = "running" whose process is gone,
+#: "stopped" = "running" whose process is stopped on this host: SIGSTOP, Ctrl-Z).
+STATUSES = ("running", "completed", "failed", "interrupted", "crashed", "stopped")
 #: Sections a filter key may address explicitly; a bare key searches them in this order.
 SECTIONS = ("config", "result")
 

@@ -6,8 +6,10 @@ re-read and a deleted run disappears. "Nothing changed", the common case, costs 
 only one per folder holding runs (see :meth:`RunIndex._unchanged`). Config and result values
 are stored flattened (``optim.lr``) in a ``params`` table so ``--where`` filters run in SQL.
 
-The index is a cache: a corrupt file is rebuilt with a warning, an index of another version is
-rebuilt silently, and a read-only results root falls back to an in-memory index.
+The index is a cache: a corrupt file (found on open or by any query: damaged pages, undecodable
+text) is moved aside to ``index.sqlite.corrupt-<timestamp>`` and rebuilt from the locks, with
+one warning; an index of another version is rebuilt silently, and a read-only results root falls
+back to an in-memory index.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import xxhash
 
@@ -34,6 +36,9 @@ from .filters import Condition, as_text
 
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
+
+_T = TypeVar("_T")
 
 __all__ = ["COLUMNS", "INDEX_VERSION", "RunIndex", "discover", "flatten", "to_timestamp"]
 
@@ -47,7 +52,7 @@ def _log() -> logging.Logger:
 
 
 #: Bump when the tables or the extraction change: older index files are then rebuilt.
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 INDEX_NAME = "index.sqlite"
 #: Seconds a sqlite writer waits for another one (concurrent ``runlock ls`` refreshes).
 BUSY_TIMEOUT_S = 30.0
@@ -70,6 +75,9 @@ CREATE INDEX IF NOT EXISTS runs_id ON runs(id);
 CREATE INDEX IF NOT EXISTS runs_stage ON runs(stage, start_ts);
 -- unreadable locks are reported on every query: a partial index avoids scanning every row
 CREATE INDEX IF NOT EXISTS runs_broken ON runs(path) WHERE error IS NOT NULL;
+-- locks stat'ed on every refresh (see RunIndex._recheck_watched): running and unreadable ones
+CREATE INDEX IF NOT EXISTS runs_watched ON runs(path, mtime_ns, size)
+    WHERE status = 'running' OR error IS NOT NULL;
 CREATE TABLE IF NOT EXISTS params (
     run INTEGER NOT NULL, section TEXT NOT NULL, key TEXT NOT NULL, num REAL, text TEXT,
     is_str INTEGER NOT NULL,        -- text ordering (< >) applies to strings only
@@ -78,12 +86,21 @@ CREATE TABLE IF NOT EXISTS params (
 CREATE INDEX IF NOT EXISTS params_key ON params(key, section, num);
 """
 
+#: The reason :func:`browse.query.select_runs` gives for a dangling link among broken entries.
+DANGLING_LINK = "dangling link (store gone?)"
+
 #: Columns returned by :meth:`RunIndex.select`, in this order.
 COLUMNS = (
     "path", "id", "stage", "status", "start", "start_ts", "duration", "pid", "hostname",
     "heartbeat_ts", "git_commit", "git_dirty", "git_root", "snapshot", "snapshot_ref", "config",
     "result",
 )  # fmt: skip
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    from ..hashing.cache import is_corruption  # only on a failure: not on a warm `ls`
+
+    return is_corruption(exc)
 
 
 def index_path(root: Path) -> Path:
@@ -150,15 +167,16 @@ _FALLBACK_SECTIONS = {"hostname": "environment"}
 
 def _read_lock(path: str) -> _Parsed | None:
     """Read one lock; stat the open file so the stored key matches the content read."""
+    from ..record.lockfile import MAX_LOCK_BYTES, load_lock_sections  # yaml: not on a warm `ls`
+
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            raw = f.read()
+            raw = f.read(MAX_LOCK_BYTES + 1)  # a bigger one is refused unread
     except FileNotFoundError:
         return None  # deleted since discovery
     except OSError as exc:
         return _Parsed(path, 0, -1, None, f"cannot read: {exc.strerror}")
-    from ..record.lockfile import load_lock_sections  # imports yaml: not on a warm `ls`
 
     try:
         data = load_lock_sections(raw, INDEX_SECTIONS, instead=_FALLBACK_SECTIONS, source=path)
@@ -310,6 +328,27 @@ def _watch_record(walked: RootScan, started_ns: int) -> str | None:
     return json.dumps([containers, linked, digest, len(walked.runs)])
 
 
+def _stray_keys(stray: Iterable[str]) -> dict[str, tuple[int, int]]:
+    out = {}
+    for path in stray:
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        out[path] = (st.st_mtime_ns, st.st_size) if st is not None else (0, -1)
+    return out
+
+
+def _stray_row(path: str, key: tuple[int, int]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The index row of a ``run.lock`` lying directly in the results root: not a run (it once
+    hid every run below it), reported by ``ls`` like an unreadable lock."""
+    reason = (
+        "a run.lock directly in the results root is not a run (runs live in "
+        "<root>/<stage>/<run>); move it into a run directory or delete it"
+    )
+    return {"path": path, "mtime_ns": key[0], "size": key[1], "error": reason}, {}
+
+
 @cache
 def _insert_sql(names: tuple[str, ...]) -> str:
     return f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
@@ -355,14 +394,18 @@ class RefreshStats(NamedTuple):
 
 
 class _ReadSnapshot:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, index: RunIndex) -> None:
+        self.index = index
 
     def __enter__(self) -> None:
-        self.conn.execute("BEGIN")
+        self.index.conn.execute("BEGIN")
+        self.index._in_snapshot = True
 
     def __exit__(self, *exc: object) -> None:
-        self.conn.execute("COMMIT")  # a read: nothing to roll back
+        self.index._in_snapshot = False
+        conn = self.index.conn  # a new connection when the index was rebuilt meanwhile
+        if conn.in_transaction:
+            conn.execute("COMMIT")  # a read: nothing to roll back
 
 
 class RunIndex:
@@ -371,6 +414,9 @@ class RunIndex:
     def __init__(self, root: Path, *, in_memory: bool = False) -> None:
         self.root = Path(root)
         self.path: Path | None = None if in_memory else index_path(self.root)
+        self._inode: int | None = None  # of the file opened: see _recover
+        self._recovered = False
+        self._in_snapshot = False
         self.conn = self._open()
 
     # -- opening -------------------------------------------------------------------------
@@ -400,33 +446,83 @@ class RunIndex:
             return self._connect(":memory:")
         try:
             self.path.parent.mkdir(exist_ok=True)
-            return self._connect(os.fspath(self.path))
+            return self._connect_file()
         except sqlite3.OperationalError as exc:
+            if _is_corruption(exc):  # undecodable text read by the version check
+                return self._reopen_after_corruption(exc)
             if "locked" in str(exc):
                 raise RunlockError(
                     f"The run index {self.path} stayed locked for {BUSY_TIMEOUT_S:.0f} s.",
                     hint="Another runlock process is rebuilding it; retry in a moment.",
                 ) from exc
             _log().debug("cannot write the index %s (%s): using an in-memory one", self.path, exc)
-        except sqlite3.DatabaseError as exc:
-            self._warn_corrupt(exc)
-            self._remove_files()
-            try:
-                return self._connect(os.fspath(self.path))
-            except sqlite3.DatabaseError:
-                pass
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            return self._reopen_after_corruption(exc)
         except OSError as exc:
             _log().debug("cannot create %s (%s): using an in-memory index", self.path, exc)
         self.path = None
         return self._connect(":memory:")
 
-    def _remove_files(self) -> None:
+    def _connect_file(self) -> sqlite3.Connection:
         assert self.path is not None
-        for suffix in ("", "-wal", "-shm", "-journal"):
+        target = os.fspath(self.path)
+        try:
+            self._inode = os.stat(target).st_ino
+        except OSError:
+            self._inode = None  # created by the connect below
+        conn = self._connect(target)
+        if self._inode is None:
+            self._inode = os.stat(target).st_ino
+        return conn
+
+    def _reopen_after_corruption(self, exc: BaseException) -> sqlite3.Connection:
+        """Move the corrupt file aside (one warning) and open a new one; in memory when even
+        that fails (a second corruption in one process is not chased further)."""
+        if self.path is not None and not self._recovered:
+            self._move_aside(exc)
             try:
-                os.unlink(f"{self.path}{suffix}")
-            except FileNotFoundError:
+                return self._connect_file()
+            except (sqlite3.DatabaseError, UnicodeDecodeError, OSError):
                 pass
+        self.path = None
+        return self._connect(":memory:")
+
+    def _move_aside(self, exc: BaseException) -> None:
+        from ..hashing.cache import move_aside  # the two SQLite caches recover alike
+
+        assert self.path is not None
+        self._recovered = True
+        aside = move_aside(self.path, inode=self._inode)
+        if aside is not None:  # else another process moved it and made a new one already
+            _log().warning(
+                "runlock: the run index %s is corrupt (%s); moved it to %s and rebuilding it "
+                "from the run.lock files.",
+                self.path, exc, aside.name,
+            )  # fmt: skip
+
+    def _recover(self, exc: BaseException) -> None:
+        """A query found the file corrupt: rebuild it, then let the caller retry its query.
+        Raises ``exc`` when this is not corruption (or a rebuilt index is corrupt again)."""
+        if not _is_corruption(exc) or self.path is None or self._recovered:
+            raise exc
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
+        self.conn = self._reopen_after_corruption(exc)
+        self._refresh()
+        if self._in_snapshot:
+            self.conn.execute("BEGIN")
+
+    def _guarded(self, query: Callable[[], _T]) -> _T:
+        """``query()`` (reading ``self.conn`` when called); a corrupt index found by it is
+        rebuilt from the locks and the query asked again, so a damaged cache never makes
+        ``ls``/``show``/``rm``/``runs()`` fail."""
+        try:
+            return query()
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            self._recover(exc)
+        return query()
 
     def close(self) -> None:
         self.conn.close()
@@ -439,63 +535,69 @@ class RunIndex:
 
     # -- refresh -------------------------------------------------------------------------
 
-    def refresh(self) -> RefreshStats:
-        """Bring the index in line with the lock files on disk (incremental)."""
+    def refresh(self, *, full: bool = False) -> RefreshStats:
+        """Bring the index in line with the lock files on disk (incremental).
+
+        ``full``: stat every lock even when no folder changed, to pick up a finished lock
+        edited in place by hand (``sed -i``, an editor, ``cp`` over it); the default check sees
+        runs added, removed or rewritten by runlock, and any change to a ``running`` or
+        unreadable lock."""
         try:
-            return self._refresh()
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise RunlockError(
-                    f"The run index {self.path} stayed locked for {BUSY_TIMEOUT_S:.0f} s.",
-                    hint="Another runlock process is rebuilding it; retry in a moment.",
-                ) from exc
-            if self.path is None:
+            return self._refresh(full)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            if not _is_corruption(exc) or self.path is None or self._recovered:
+                if isinstance(exc, sqlite3.OperationalError):
+                    return self._refresh_failed(exc)
                 raise
-            # e.g. a read-only index file pulled with the runs: list from memory instead
-            _log().debug("cannot update the index %s (%s): using an in-memory one", self.path, exc)
-            self.conn.close()
-            self.path = None
-            self.conn = self._connect(":memory:")
-            return self._refresh()
-        except sqlite3.DatabaseError as exc:  # corruption found past the header
-            if self.path is None:
-                raise
-            self._warn_corrupt(exc)
-            self.conn.close()
-            self._remove_files()
-            self.conn = self._connect(os.fspath(self.path))
+            self._recover(exc)  # moves the file aside and refreshes a new one
             return self._refresh()
 
-    def _warn_corrupt(self, exc: Exception) -> None:
-        _log().warning(
-            "runlock: the run index %s is corrupt (%s); rebuilding it from the run.lock files.",
-            self.path, exc,
-        )  # fmt: skip
+    def _refresh_failed(self, exc: sqlite3.OperationalError) -> RefreshStats:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise RunlockError(
+                f"The run index {self.path} stayed locked for {BUSY_TIMEOUT_S:.0f} s.",
+                hint="Another runlock process is rebuilding it; retry in a moment.",
+            ) from exc
+        if self.path is None:
+            raise exc
+        # e.g. a read-only index file pulled with the runs: list from memory instead
+        _log().debug("cannot update the index %s (%s): using an in-memory one", self.path, exc)
+        self.conn.close()
+        self.path = None
+        self.conn = self._connect(":memory:")
+        return self._refresh()
 
-    def _refresh(self) -> RefreshStats:
-        total = self._unchanged()
-        if total is not None:
-            return RefreshStats(total, 0, 0, 0)
+    def _refresh(self, full: bool = False) -> RefreshStats:
+        if not full:
+            total = self._unchanged()
+            if total is not None:
+                return self._recheck_watched(total)
         started_ns = time.time_ns()
         walked = scan(self.root) if self.root.is_dir() else RootScan({}, {}, frozenset())
         found = {p: (st.st_mtime_ns, st.st_size) for p, st in walked.runs.items()}
+        found.update(_stray_keys(walked.stray))
         watch = _watch_record(walked, started_ns)
+        dangling = json.dumps(sorted(walked.dangling))
         # Folders changed but no lock did (a run dir created, not yet locked): one digest of
         # every (path, mtime_ns, size) answers that instead of reading every row back.
         signature = xxhash.xxh3_128_hexdigest(marshal.dumps(found))
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'files'").fetchone()
-        if row is not None and row[0] == signature:
-            self._set_meta({"watch": watch})
+        if not full and row is not None and row[0] == signature:
+            self._set_meta({"watch": watch, "dangling": dangling})
             return RefreshStats(len(found), 0, 0, 0)
         cur = self.conn.cursor()
         cur.row_factory = None  # plain tuples: 1,000,000 rows on a cold refresh
         known = {r[0]: (r[1], r[2]) for r in cur.execute("SELECT path, mtime_ns, size FROM runs")}
         changed = [p for p, key in found.items() if known.get(p) != key]
         gone = [p for p in known if p not in found]
+        stray = [p for p in changed if p in walked.stray]
+        if stray:  # listed as unreadable locks, never parsed as runs
+            changed = [p for p in changed if p not in walked.stray]
+            self._write([_stray_row(p, found[p]) for p in stray], [], known=known)
         if not changed and not gone:
-            self._set_meta({"files": signature, "watch": watch})
+            self._set_meta({"files": signature, "watch": watch, "dangling": dangling})
             return RefreshStats(len(found), 0, 0, 0)
-        final = {"files": signature, "watch": watch}
+        final = {"files": signature, "watch": watch, "dangling": dangling}
         if not changed:
             self._write([], gone, meta=final)
             return RefreshStats(len(found), 0, 0, len(gone))
@@ -520,15 +622,67 @@ class RunIndex:
         ``lockfile.dump_lock`` bumps it when a lock is rewritten in place (a run finishing).
         Symlinked runs are stat'ed one by one (their lock's folder is outside the root).
         """
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'watch'").fetchone()
-        if row is None or row[0] is None:
+        meta = dict(
+            self.conn.execute("SELECT key, value FROM meta WHERE key IN ('watch', 'dangling')")
+        )
+        if meta.get("watch") is None:
             return None
         try:
-            containers, linked, digest, total = json.loads(row[0])
+            containers, linked, digest, total = json.loads(meta["watch"])
             now = _watch_digest(containers, linked)
+            # a dangling link's store mounted again: its run is back, in no changed folder
+            if any(os.path.exists(link) for link in json.loads(meta.get("dangling") or "[]")):
+                return None
         except (OSError, ValueError, TypeError):
             return None  # a folder gone, or a record of another shape: walk
         return int(total) if now == digest else None
+
+    def _recheck_watched(self, total: int) -> RefreshStats:
+        """No folder changed: re-read the ``running`` and unreadable locks that changed anyway.
+
+        A lock replaced inside its run directory changes no container (``rsync -a`` bringing a
+        run's final lock renames it into the run directory; ``cp`` repairing a corrupt lock;
+        ``rm run.lock``): one stat each of these few locks (a partial SQL index finds them)
+        catches that. A lock whose mtime is within ``_RACY_NS`` of the last such check is
+        re-read too: it may have changed again in the same clock tick (git's racily clean
+        entries). Finished locks are not stat'ed: ``refresh(full=True)`` does that.
+        """
+        conn = self.conn
+        rows = conn.execute(
+            "SELECT path, mtime_ns, size FROM runs WHERE status = 'running' OR error IS NOT NULL"
+        ).fetchall()
+        if not rows:
+            return RefreshStats(total, 0, 0, 0)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'watched'").fetchone()
+        try:
+            trusted_ns = int(row[0]) - _RACY_NS if row is not None and row[0] else -1
+        except ValueError:
+            trusted_ns = -1
+        started_ns = time.time_ns()
+        stale = []
+        stray = os.fspath(self.root) + os.sep + LOCK_NAME  # never a run: see _stray_row
+        for path, mtime_ns, size in rows:
+            if path == stray:
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                stale.append(path)  # gone (or unreadable now): re-read says which
+                continue
+            if size == -1:
+                continue  # unreadable by permission: a chmod changes no mtime (full refresh)
+            if (st.st_mtime_ns, st.st_size) != (mtime_ns, size) or mtime_ns >= trusted_ns:
+                stale.append(path)
+        if not stale:
+            return RefreshStats(total, 0, 0, 0)
+        read = [r for r in map(_read_rows, stale) if r is not None]
+        got = {cols["path"] for cols, _ in read}
+        vanished = [p for p in stale if p not in got]
+        meta: dict[str, str | None] = {"watched": str(started_ns)}
+        if vanished:  # the watch record's run count is off now: walk next time
+            meta.update(files=None, watch=None)
+        self._write(read, vanished, known=dict.fromkeys(stale), meta=meta)
+        return RefreshStats(total - len(vanished), 0, len(read), len(vanished))
 
     def _set_meta(self, values: Mapping[str, str | None]) -> None:
         self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
@@ -583,7 +737,9 @@ class RunIndex:
 
     def forget(self, lock_paths: Iterable[str]) -> None:
         """Drop runs (deleted by ``runlock rm``) without waiting for the next refresh."""
-        self._write([], list(lock_paths))  # forgets the signatures: the next refresh walks
+        paths = list(lock_paths)
+        # forgets the signatures: the next refresh walks
+        self._guarded(lambda: self._write([], paths))
 
     # -- queries -------------------------------------------------------------------------
 
@@ -620,20 +776,28 @@ class RunIndex:
             tail = f"{os.sep}{dir_name}{os.sep}{LOCK_NAME}"
             where.append("substr(path, -?) = ?")
             args.extend([len(tail), tail])
-        for cond in conditions:
-            sql, cond_args = condition_sql(cond, self._sections_with(cond))
-            where.append(sql)
-            args.extend(cond_args)
-        sql = f"SELECT {', '.join(COLUMNS)} FROM runs WHERE {' AND '.join(where)}"
-        cur = self.conn.cursor()
-        if raw:
-            cur.row_factory = None
-        return list(cur.execute(sql, args))
+
+        def query() -> list[Any]:
+            conds, cond_args = [], []
+            for cond in conditions:
+                sql, more = condition_sql(cond, self._sections_with(cond))
+                conds.append(sql)
+                cond_args.extend(more)
+            sql = f"SELECT {', '.join(COLUMNS)} FROM runs WHERE {' AND '.join(where + conds)}"
+            cur = self.conn.cursor()
+            if raw:
+                cur.row_factory = None
+            return list(cur.execute(sql, args + cond_args))
+
+        return self._guarded(query)
 
     def param_keys(self, *, max_keys: int = 200) -> dict[str, frozenset[str]] | None:
         """``{section: flattened keys}`` of every config/result value in the index, or None
         past ``max_keys`` distinct keys. One index seek per key, not a scan of every value
         (``SELECT DISTINCT`` reads all 80,000 rows of 10,000 runs: 12 ms; this: 0.3 ms)."""
+        return self._guarded(lambda: self._param_keys(max_keys))
+
+    def _param_keys(self, max_keys: int) -> dict[str, frozenset[str]] | None:
         out: dict[str, set[str]] = {"config": set(), "result": set()}
         execute = self.conn.execute
         key = ""
@@ -651,7 +815,7 @@ class RunIndex:
     def snapshot(self) -> _ReadSnapshot:
         """``with idx.snapshot():`` queries inside see one state of the index (a read
         transaction), e.g. rows and :meth:`param_keys` that agree."""
-        return _ReadSnapshot(self.conn)
+        return _ReadSnapshot(self)
 
     def _sections_with(self, cond: Condition) -> tuple[str, ...]:
         if cond.section is not None:
@@ -664,20 +828,23 @@ class RunIndex:
             ).fetchone()
         )
 
+    def dangling(self) -> list[str]:
+        """Symlinks under the root whose target is gone (as of the last refresh), sorted."""
+
+        def query() -> list[str]:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'dangling'").fetchone()
+            value = json.loads(row[0]) if row is not None and row[0] else []
+            return [str(p) for p in value] if isinstance(value, list) else []
+
+        return self._guarded(query)
+
     def broken(self) -> list[tuple[str, str]]:
         """``(lock path, reason)`` of locks that could not be read."""
-        return [
-            (r[0], r[1])
-            for r in self.conn.execute(
-                "SELECT path, error FROM runs WHERE error IS NOT NULL ORDER BY path"
-            )
-        ]
-
-    def snapshot_ref_users(self, git_root: str, ref: str) -> list[str]:
-        """Lock paths of runs whose code snapshot lives on ``ref`` of the repo at ``git_root``."""
-        return [
-            r[0]
-            for r in self.conn.execute(
-                "SELECT path FROM runs WHERE git_root = ? AND snapshot_ref = ?", (git_root, ref)
-            )
-        ]
+        return self._guarded(
+            lambda: [
+                (r[0], r[1])
+                for r in self.conn.execute(
+                    "SELECT path, error FROM runs WHERE error IS NOT NULL ORDER BY path"
+                )
+            ]
+        )

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
     import pandas  # type: ignore[import-untyped,unused-ignore]
 
-#: A ``running`` lock whose heartbeat is older than this is shown as ``crashed``.
+#: A ``running`` lock of another host whose heartbeat is older than this is shown as ``crashed``
+#: (``$RUNLOCK_HEARTBEAT_STALE_S`` overrides it, e.g. in tests).
 HEARTBEAT_STALE_S = 120.0
 _MISSING = object()
 #: Columns every listing has, in this order; others are config/result keys.
@@ -52,6 +53,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def heartbeat_stale_s() -> float:
+    """Seconds after which a heartbeat is stale (:data:`HEARTBEAT_STALE_S` or the env override)."""
+    value = os.environ.get("RUNLOCK_HEARTBEAT_STALE_S")
+    try:
+        return float(value) if value else HEARTBEAT_STALE_S
+    except ValueError:
+        return HEARTBEAT_STALE_S
+
+
 def effective_status(
     status: str,
     *,
@@ -60,21 +70,52 @@ def effective_status(
     heartbeat_ts: float | None,
     now_ts: float | None = None,
     this_host: str | None = None,
+    pid_start: Callable[[], str | None] | None = None,
 ) -> str:
-    """``crashed`` for a ``running`` lock whose process died without finalising the lock.
+    """``crashed`` for a ``running`` lock whose process died without finalising the lock,
+    ``stopped`` for one whose process is stopped (Ctrl-Z, SIGSTOP, a suspended SLURM job).
 
-    Dead when the heartbeat is stale, or when the run is on this host and its pid is gone; a run
-    on another host with no heartbeat cannot be judged and stays ``running``.
+    On this host the process decides, not the heartbeat (a stopped process beats no heart): the
+    run is alive while its pid exists and, where the lock recorded it (``pid_start``, read
+    lazily: only for a stale heartbeat), started when the run's process did, so a reused pid is
+    no alibi. On another host a stale heartbeat means crashed; no heartbeat cannot be judged.
     """
     if status != "running":
         return status
     now_ts = time.time() if now_ts is None else now_ts
-    if heartbeat_ts is not None and now_ts - heartbeat_ts > HEARTBEAT_STALE_S:
-        return "crashed"
+    stale = heartbeat_ts is not None and now_ts - heartbeat_ts > heartbeat_stale_s()
     host = this_host or _this_host()
-    if pid and hostname and hostname == host and not pid_alive(pid):
+    if not (pid and hostname and hostname == host):
+        return "crashed" if stale else "running"
+    if not pid_alive(pid):
         return "crashed"
-    return "running"
+    from ..capture.environment import process_start, process_state  # /proc reads, Linux only
+
+    state = process_state(pid)
+    if state in ("Z", "X", "x"):  # exited, not yet reaped by its parent
+        return "crashed"
+    if stale:
+        current = process_start(pid)
+        recorded = pid_start() if pid_start is not None else None
+        if current is not None and recorded != current:
+            # another process under a reused pid (or a lock of a version without pid_start,
+            # whose stale heartbeat is all there is to judge by)
+            return "crashed"
+    return "stopped" if state in ("T", "t") else "running"
+
+
+def recorded_pid_start(lock_file: str | os.PathLike[str]) -> str | None:
+    """The ``pid_start`` of a lock file (None when absent or unreadable)."""
+    from ..errors import LockFileError
+    from ..record.lockfile import load_lock_sections
+
+    try:
+        with open(lock_file, "rb") as f:
+            data = load_lock_sections(f.read(), ("pid_start",), source=str(lock_file))
+    except (OSError, LockFileError):
+        return None
+    value = data.get("pid_start")
+    return str(value) if value is not None else None
 
 
 _T = TypeVar("_T")
@@ -293,9 +334,9 @@ class RunRecord:
         if recorded == "running":
             status = effective_status(
                 recorded, pid=pid, hostname=hostname, heartbeat_ts=heartbeat_ts, now_ts=now_ts,
-                this_host=this_host,
+                this_host=this_host, pid_start=lambda: recorded_pid_start(path),
             )  # fmt: skip
-            if duration is None and status == "running" and start_ts is not None:
+            if duration is None and status in ("running", "stopped") and start_ts is not None:
                 duration = max(0.0, now_ts - start_ts)  # elapsed so far
         self = cls.__new__(cls)
         self.__dict__.update(
@@ -408,13 +449,16 @@ def runs(
     *,
     sort: str | Sequence[str] | None = None,
     limit: int | None = None,
+    refresh: bool = False,
 ) -> RunList:
     """Runs under the results root matching every filter, newest first.
 
     ``stage`` may be a glob (``train*``); ``status`` includes ``crashed``; ``since`` is an age
     (``3h``, ``2d``), a date or a datetime; ``where`` holds conditions like ``"lr=0.1"`` and
     ``"acc>0.8"`` or a ``{key: value}`` mapping. Keys address ``config.*`` or ``result.*``; a
-    bare key is looked up in the config, then the result.
+    bare key is looked up in the config, then the result. ``refresh``: check every lock file
+    for changes (slower), e.g. to pick up a finished run.lock edited by hand; runs added,
+    removed or finished are picked up without it.
     """
     from ..settings import results_root
 
@@ -426,6 +470,7 @@ def runs(
         conditions=parse_where_all(where),
         sort=sort,
         limit=limit,
+        refresh=refresh,
     )
 
 
@@ -441,19 +486,20 @@ def select_runs(
     sort: str | Sequence[str] | None = None,
     limit: int | None = None,
     broken: list[tuple[str, str]] | None = None,
+    refresh: bool = False,
 ) -> RunList:
     """:func:`runs` with parsed filters (what the CLI calls). ``broken`` collects unreadable
-    locks as ``(path, reason)``."""
-    from .index import RunIndex
+    locks as ``(path, reason)`` and dangling links as ``(link, index.DANGLING_LINK)``."""
+    from .index import DANGLING_LINK, RunIndex
 
     if limit is not None and limit < 0:
         raise UsageError(f"--limit must be >= 0, not {limit}.")
     raw = None
     if statuses is not None:
         # "crashed" is a "running" lock whose process is gone: decided after the SQL
-        raw = {"running" if s == "crashed" else s for s in statuses}
+        raw = {"running" if s in ("crashed", "stopped") else s for s in statuses}
     with RunIndex(root) as idx:
-        idx.refresh()
+        idx.refresh(full=refresh)
         with idx.snapshot():  # the rows and the keys of one state of the index
             rows = idx.select(
                 stage=stage,
@@ -467,6 +513,7 @@ def select_runs(
             index_keys = idx.param_keys()
         if broken is not None:
             broken.extend(idx.broken())
+            broken.extend((link, DANGLING_LINK) for link in idx.dangling())
     now_ts, host = time.time(), None
     records = [RunRecord.from_values(r, now_ts=now_ts, this_host=host) for r in rows]
     if statuses is not None:

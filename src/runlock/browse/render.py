@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import IO, Any
 
+from ..record.safe import printable
+
 STATUS_STYLES = {
     "completed": "green",
     "failed": "red",
     "crashed": "bold red",
     "interrupted": "yellow",
     "running": "cyan",
+    "stopped": "magenta",
 }
 
 
@@ -108,6 +111,8 @@ def print_table(
 ) -> None:
     """A table: rich on a terminal, else aligned plain columns (one line per row)."""
     out = stream or sys.stdout
+    # a forged stage name or id with a line break must not fake or hide rows
+    rows = [[printable(c) for c in row] for row in rows]
     if use_rich(out):
         from rich.table import Table
         from rich.text import Text
@@ -151,13 +156,15 @@ def print_sections(
     rich = use_rich(out)
     console = _console(out) if rich else None
     if header:
+        header = printable(header)
         if console is not None:
             console.print(header, style="bold")
         else:
             out.write(header + "\n")
     for sec in sections:
         width = max((len(label) for label, _ in sec.lines), default=0)
-        body = [f"  {label.ljust(width)}  {text}".rstrip() for label, text in sec.lines]
+        body = [f"  {printable(label).ljust(width)}  {printable(text)}".rstrip()
+                for label, text in sec.lines]
         if console is not None:
             from rich.markup import escape
             from rich.syntax import Syntax
@@ -197,19 +204,19 @@ def print_tree(root: TreeNode, stream: IO[str] | None = None) -> None:
 
         def build(node: TreeNode, tree: Any) -> None:
             for child in node.children:
-                label = escape(child.label)
+                label = escape(printable(child.label))
                 build(child, tree.add(f"[{child.style}]{label}[/]" if child.style else label))
 
-        top = Tree(escape(root.label))
+        top = Tree(escape(printable(root.label)))
         build(root, top)
         _console(out).print(top)
         return
-    lines = [root.label]
+    lines = [printable(root.label)]
 
     def walk(node: TreeNode, prefix: str) -> None:
         for i, child in enumerate(node.children):
             last = i == len(node.children) - 1
-            lines.append(f"{prefix}{'└── ' if last else '├── '}{child.label}")
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{printable(child.label)}")
             walk(child, prefix + ("    " if last else "│   "))
 
     walk(root, "")

@@ -18,7 +18,7 @@ from .query import RunList, RunRecord, select_runs
 MAX_CANDIDATES = 10
 
 
-def _looks_like_path(ref: str) -> bool:
+def looks_like_path(ref: str) -> bool:
     return os.sep in ref or (os.altsep or os.sep) in ref or ref.startswith(".") or ref == "~"
 
 
@@ -32,6 +32,13 @@ def record_for_dir(run_dir: Path) -> RunRecord:
     return RunRecord.from_row(cols, now_ts=time.time(), this_host=hostname())
 
 
+def _select(root: Path, text: str, *, refresh: bool) -> RunList:
+    matches = select_runs(root, id_prefix=text, sort="id", refresh=refresh)
+    if not matches:  # the run directory's name (it differs from the id: dated, -1 suffixes)
+        matches = select_runs(root, dir_name=text, sort="id", refresh=refresh)
+    return matches
+
+
 def resolve_run(ref: str | os.PathLike[str], root: Path) -> RunRecord:
     """The run ``ref`` (id, unique id prefix, run directory name or path) designates under
     ``root`` (or anywhere, for a path).
@@ -42,7 +49,7 @@ def resolve_run(ref: str | os.PathLike[str], root: Path) -> RunRecord:
     text = os.fspath(ref)
     path = Path(text).expanduser()
     candidates = [path] if path.is_absolute() else [Path.cwd() / path, root / path]
-    if _looks_like_path(text) or path.exists():
+    if looks_like_path(text) or path.exists():
         from ..record.lockfile import find_run_dir
 
         for candidate in candidates:
@@ -53,11 +60,12 @@ def resolve_run(ref: str | os.PathLike[str], root: Path) -> RunRecord:
                 raise RunNotFoundError(
                     f"{candidate} is not inside a run directory (no run.lock in it or above it)."
                 )
-        if _looks_like_path(text):
+        if looks_like_path(text):
             raise RunNotFoundError(f"No such run directory: {text}.")
-    matches = select_runs(root, id_prefix=text, sort="id")
-    if not matches:  # the run directory's name (it differs from the id: dated, -1 suffixes)
-        matches = select_runs(root, dir_name=text, sort="id")
+    matches = _select(root, text, refresh=False)
+    if any(not os.path.exists(r.lock_path) for r in matches):
+        # a lock removed or replaced in place, unseen by the quick refresh: check every lock
+        matches = _select(root, text, refresh=True)
     exact = [r for r in matches if r.id == text or r.dir.name == text]
     if exact:
         matches = RunList(exact)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..record.runid import is_run_id
 from .collectors import CaptureOptions, Collector, RunContext
 
 log = logging.getLogger("runlock")
@@ -40,13 +41,33 @@ def _snapshot_options(git: Any, settings: dict[str, Any]) -> Any:
     return git.SnapshotOptions(**{k: v for k, v in settings.items() if v is not None})
 
 
-def _take_snapshot(where: Path, settings: dict[str, Any], message: str) -> dict[str, Any]:
+def _take_snapshot(where: Path, settings: dict[str, Any], message: str, run_id: str | None
+                   ) -> dict[str, Any]:
     from .. import git
 
     result: dict[str, Any] = git.snapshot(
-        where, _snapshot_options(git, settings), message=message, check_memo=False
+        where, _snapshot_options(git, settings), message=message, check_memo=False,
+        run_id=run_id,
     )
     return result
+
+
+def _keep_snapshot(section: dict[str, Any]) -> dict[str, Any]:
+    from .. import git
+
+    git.keep_snapshot(section)
+    return section
+
+
+def _publish_when_done(ctx: RunContext, key: str, future: concurrent.futures.Future[Any]) -> None:
+    """Write the section into the running lock as soon as the future has it (not only at the
+    end): a run killed by SIGKILL or the OOM killer still says which code it ran."""
+
+    def publish(done: concurrent.futures.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            ctx.publish_section(key, done.result())
+
+    future.add_done_callback(publish)
 
 
 class GitCollector:
@@ -57,7 +78,6 @@ class GitCollector:
     def __init__(self, options: CaptureOptions) -> None:
         self.options = options
         self._future: concurrent.futures.Future[Any] | None = None
-        self._cached: dict[str, Any] | None = None
 
     def _where(self, ctx: RunContext) -> Path:
         return ctx.source_file.parent if ctx.source_file is not None else Path.cwd()
@@ -75,26 +95,39 @@ class GitCollector:
             "max_file_bytes": int(self.options.snapshot_max_file_mb * 2**20),
             "files_of_interest": tuple(self.options.files_of_interest),
             "exclude_dirs": (ctx.results_root, ctx.run_dir),
+            "lock_timeout_s": self.options.snapshot_lock_timeout_s,
         }
+        # The run keeps its snapshot with its own ref (refs/runlock/runs/<id>), which `runlock rm`
+        # deletes; an id that cannot name a ref (a resumed map's odd lock) keeps the branch only.
+        run_id = ctx.run_id if is_run_id(ctx.run_id) else None
         message = f"runlock snapshot of run {ctx.run_id} ({ctx.stage})"
-        loaded = sys.modules.get(f"{__package__}.git")
+        loaded = sys.modules.get("runlock.git")  # imported by an earlier run of this process
         if loaded is not None:
             # Unchanged tree since this process's last run: the section now, no thread, no git.
             # (Checked here in the main thread: a background stat loop would contend for the GIL.)
-            self._cached = loaded.cached_snapshot(where, _snapshot_options(loaded, settings))
-            if self._cached is not None:
+            cached = loaded.cached_snapshot(where, _snapshot_options(loaded, settings), run_id)
+            if cached is not None:
+                # the run's ref: one git process, on the pool (joined by finish)
+                self._future = _pool().submit(_keep_snapshot, cached)
+                _publish_when_done(ctx, self.key, self._future)
                 return None
         # Not imported yet (a fresh process, so nothing memoised either): the import (~15 ms)
         # happens on the snapshot thread too, while this thread writes the run's first files.
-        self._future = _pool().submit(_take_snapshot, where, settings, message)
+        self._future = _pool().submit(_take_snapshot, where, settings, message, run_id)
+        _publish_when_done(ctx, self.key, self._future)
         return None
 
     def finish(self, ctx: RunContext) -> Any:
-        if self._cached is not None:
-            return self._cached
         if self._future is None:
             return None
-        return self._future.result()
+        section = self._future.result()
+        left_out = section.get("secrets_left_out") if isinstance(section, dict) else None
+        if left_out:
+            warning = (f"git: secret file(s) left out of the source snapshot: {', '.join(left_out)} "
+                       "(name one in snapshot_include to snapshot it on purpose)")
+            ctx.warnings.append(warning)
+            log.warning("runlock: %s", warning)
+        return section
 
 
 
@@ -226,6 +259,7 @@ class DataCollector:
         self.options = options
         self._hasher: Any = None
         self._launcher: threading.Thread | None = None
+        self._started: threading.Event | None = None
         self._inputs: dict[str, Path] = {}
 
     def start(self, ctx: RunContext) -> Any:
@@ -235,17 +269,28 @@ class DataCollector:
         check_inputs(self._inputs, ctx.config)
         from ..hashing import BackgroundHasher
 
-        self._hasher = BackgroundHasher(self._inputs, cache_path=_cache_path(ctx))
-        self._launcher = _start_low_priority(self._hasher.start, "runlock-data-start")
-        # The running lock lists the inputs (hashes come at the end).
+        hasher = self._hasher = BackgroundHasher(self._inputs, cache_path=_cache_path(ctx))
+        started = self._started = threading.Event()
+
+        def start_then_publish() -> None:
+            try:
+                hasher.start()
+            finally:
+                started.set()
+            # The hashes go into the running lock as soon as they are known (a SIGKILLed run
+            # keeps its data provenance); this low-priority thread only waits meanwhile.
+            ctx.publish_section(self.key, hasher.result())
+
+        self._launcher = _start_low_priority(start_then_publish, "runlock-data-start")
+        # The running lock lists the inputs; the hashes follow when known.
         return {label: {"path": str(p)} for label, p in self._inputs.items()}
 
     def finish(self, ctx: RunContext) -> Any:
         if self._hasher is None:
             return None
         timeout = INTERRUPTED_WAIT_S if ctx.status == "interrupted" else None
-        if self._launcher is not None:
-            self._launcher.join()  # the hasher's thread exists (result() would start a second)
+        if self._started is not None:
+            self._started.wait()  # the hasher's thread exists (result() would start a second)
         try:
             result: dict[str, dict[str, Any]] = self._hasher.result(timeout=timeout)
         except TimeoutError:
@@ -302,9 +347,12 @@ class LineageCollector:
         def run() -> None:
             _lower_priority()  # re-hashing upstream outputs can be as heavy as data hashing
             try:
-                future.set_result(work())
+                result = work()
             except BaseException as exc:  # noqa: BLE001 - re-raised by finish(): a warning
                 future.set_exception(exc)
+                return
+            future.set_result(result)
+            ctx.publish_section(self.key, result[0] or None)
 
         self._future = future
         threading.Thread(target=run, name="runlock-lineage", daemon=True).start()

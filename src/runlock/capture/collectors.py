@@ -6,6 +6,7 @@ A collector failure becomes a warning in the lock; it never fails the run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,9 @@ class CaptureOptions(Protocol):
 
     @property
     def snapshot_max_file_mb(self) -> float: ...
+
+    @property
+    def snapshot_lock_timeout_s(self) -> float: ...
 
     @property
     def files_of_interest(self) -> tuple[str, ...]: ...
@@ -68,6 +72,19 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)
     #: the run's outcome at finish: "completed" | "failed" | "interrupted"
     status: str = "running"
+    #: ``publish(key, section)`` writes a section into the running lock as soon as a background
+    #: job knows it (the snapshot, the data hashes), so a run killed by SIGKILL or the OOM killer
+    #: still records its code and data; thread-safe, best effort, a no-op once the lock is final
+    publish: Callable[[str, Any], None] | None = None
+
+    def publish_section(self, key: str, value: Any) -> None:
+        """Call :attr:`publish` if set; never raises (a collector never fails the run)."""
+        if self.publish is None or value is None:
+            return
+        try:
+            self.publish(key, value)
+        except Exception:  # noqa: BLE001, S110 - the end of the run writes the section again
+            pass
 
 
 class Collector(Protocol):

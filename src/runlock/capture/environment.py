@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from ..redact import redact_env
+from ..redact import redact_argv, redact_env
 
 #: Environment variables worth recording (values are still redacted if they hold URLs with
 #: credentials). Secrets are never on this list; anything named like a credential is masked.
@@ -47,6 +47,45 @@ def hostname() -> str:
     import socket  # pragma: no cover - Windows
 
     return socket.gethostname()
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of ``/proc/<pid>/stat`` (state first), or None (no such process, not Linux).
+    The command name (field 2) may hold spaces and parentheses: split after its last ``)``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return raw[raw.rfind(b")") + 2 :].decode("ascii", "replace").split()
+
+
+_BOOT_ID: list[str] = []
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as ``"<clock ticks since boot>@<boot id>"`` (Linux), or None.
+
+    With the pid it names one process for good: a pid reused after a crash (or after a reboot)
+    has another start, so a reader never takes a stranger for the run. Exact ticks and the boot
+    id, not an epoch time: ``btime`` of /proc/stat moves by a second with clock adjustments.
+    """
+    fields = _proc_stat(pid)
+    if fields is None or len(fields) < 20:
+        return None
+    if not _BOOT_ID:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                _BOOT_ID.append(f.read().strip())
+        except OSError:
+            _BOOT_ID.append("")
+    return f"{fields[19]}@{_BOOT_ID[0]}"
+
+
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of ``pid`` (``R``, ``S``, ``T`` stopped, ``Z``...), or None."""
+    fields = _proc_stat(pid)
+    return fields[0] if fields else None
 
 
 def _user() -> str | None:
@@ -121,8 +160,9 @@ def capture_environment() -> dict[str, Any]:
 
         system, release, machine = platform.system(), platform.release(), platform.machine()
     return {
-        "argv": list(sys.argv),
-        "orig_argv": list(getattr(sys, "orig_argv", sys.argv)),
+        # secret-looking options, URL and rclone remote credentials hidden
+        "argv": redact_argv(sys.argv),
+        "orig_argv": redact_argv(getattr(sys, "orig_argv", sys.argv)),
         "platform": sys.platform,
         "platform_info": f"{system}-{release}-{machine}",
         "python_version": sys.version,

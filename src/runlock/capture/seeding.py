@@ -99,16 +99,19 @@ class _SeedingLoader:
 _hook: _SeedAfterImport | None = None
 
 
-def apply_seed(seed: int) -> list[str]:
+def apply_seed(seed: int, skip: Sequence[str] = ()) -> list[str]:
     """Seed ``random`` and every installed library of SEEDERS; return the names seeded now.
 
-    Libraries not yet imported are seeded when (if) the run imports them.
+    Libraries not yet imported are seeded when (if) the run imports them; those in ``skip``
+    (pycrumbs' ``seed_numpy=False`` ...) never are.
     """
     global _hook
     random.seed(seed)
     seeded = ["random"]
     later = []
     for name, seeder in SEEDERS.items():
+        if name in skip:
+            continue
         mod = sys.modules.get(name)
         if mod is not None:
             try:

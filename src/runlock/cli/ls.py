@@ -66,11 +66,23 @@ def select_from_args(
         sort=sort,
         limit=limit,
         broken=broken,
+        refresh=getattr(args, "refresh", False),
     )
     return records, broken
 
 
 def warn_broken(broken: Sequence[tuple[str, str]]) -> None:
+    from ..browse.index import DANGLING_LINK
+
+    links = [path for path, reason in broken if reason == DANGLING_LINK]
+    broken = [(path, reason) for path, reason in broken if reason != DANGLING_LINK]
+    if links:
+        more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+        print(
+            f"runlock: warning: {len(links)} dangling link{'s' if len(links) > 1 else ''} "
+            f"(store gone?): {links[0]}{more}; `runlock rm PATH` removes a link",
+            file=sys.stderr,
+        )
     if broken:
         path, reason = broken[0]
         more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
@@ -107,6 +119,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--wide", action="store_true", help="add every config key that varies, and all results"
     )
     p.add_argument("--json", action="store_true", help="JSON output (a list of runs)")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="check every run.lock for changes (slower): the way to pick up a finished lock "
+        "edited by hand (sed -i, an editor, cp over it); new, removed, finished, running and "
+        "unreadable runs are picked up without it",
+    )
     add_root_argument(p)
     p.set_defaults(func=run)
     return p

@@ -38,19 +38,21 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run_ls(args: argparse.Namespace) -> int:
+    from ..record.safe import printable
     from ..store.remote import list_remote
 
     entries = list_remote(args.remote, stage=[*args.stages, *args.stage] or None,
                           status=args.status, since=args.since)
     if args.ids:
         for e in entries:
-            print(e.id)
+            print(printable(e.id))
         return 0
     rows = [("ID", "STAGE", "STATUS", "START", "PATH", "UPSTREAM")]
     rows += [(e.id, e.stage, e.status or "-", (e.start or "-")[:19], e.relpath or "-",
               ",".join(e.upstream) or "-") for e in entries]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
+    shown = [[printable(c) for c in r] for r in rows]  # no forged line breaks
+    widths = [max(len(r[i]) for r in shown) for i in range(len(shown[0]))]
+    for r in shown:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0
 

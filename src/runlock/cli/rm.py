@@ -3,7 +3,8 @@
 Safety rules: never anything outside the results root (symlinks resolved first), never a run
 whose process is alive, never without a "y" on a terminal or ``--force``. A symlinked run (what
 ``runlock pull`` leaves: ``<root>/<stage>/<id> -> <store>/runs/<id>``) is in the root as its link:
-rm removes the link and never anything under its target (a store is shared).
+rm removes the link and never anything under its target (a store is shared); a link whose
+store is gone (dangling) is removed by its path, or by its name when no run has that id.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--keep-snapshots",
         action="store_true",
-        help="keep the git snapshot branch even when no remaining run uses it",
+        help="keep each deleted run's snapshot ref (refs/runlock/runs/<id>); the shared "
+        "snapshot branch is always kept",
     )
     add_root_argument(p)
     p.set_defaults(func=run)
@@ -88,6 +90,51 @@ def check_inside(records: Sequence[RunRecord], root: Path) -> list[Deletion]:
     return plan
 
 
+def dangling_links(refs: Sequence[str], root: Path) -> tuple[list[Path], list[str]]:
+    """Split RUN references into dangling links (a pulled run whose store is gone: nothing to
+    resolve, only the link to remove) and the rest. A link is named by its path, or by its name
+    (a run id) when no run has that id and ``ls`` lists one dangling link of that name.
+
+    Each link is confined by its parent directory, never resolved: it must lie in the root.
+    """
+    from ..browse.index import RunIndex
+    from ..browse.resolve import looks_like_path, resolve_run
+    from ..errors import RunNotFoundError, UsageError
+
+    known: list[str] | None = None
+    links: dict[Path, None] = {}
+    rest = []
+    for ref in refs:
+        found: Path | None = None
+        if looks_like_path(ref):
+            path = Path(ref).expanduser()
+            candidates = [path] if path.is_absolute() else [Path.cwd() / path, root / path]
+            found = next((c for c in candidates if c.is_symlink() and not c.exists()), None)
+        else:
+            try:
+                resolve_run(ref, root)
+            except RunNotFoundError:
+                if known is None:
+                    with RunIndex(root) as idx:
+                        idx.refresh()
+                        known = idx.dangling()
+                named = [Path(k) for k in known if os.path.basename(k) == ref]
+                found = named[0] if len(named) == 1 else None
+        if found is None:
+            rest.append(ref)
+            continue
+        link = Path(os.path.abspath(found))
+        where = link.parent.resolve() / link.name
+        root_real = root.resolve()
+        if where == root_real or not where.is_relative_to(root_real):
+            raise UsageError(
+                f"Refusing to remove the link {found}: it is outside the results root {root_real}.",
+                hint="pass --root, or remove the link yourself.",
+            )
+        links[where] = None
+    return list(links), rest
+
+
 def _confirm(count: int) -> bool:
     from ..errors import RunlockError
 
@@ -114,31 +161,27 @@ def _delete(item: Deletion) -> None:
         shutil.rmtree(item.path)
 
 
-def _drop_unused_snapshots(deleted: Sequence[RunRecord], root: Path) -> list[str]:
-    """Delete shadow branches no remaining run under ``root`` uses; returns what was removed."""
-    from .. import git as git_mod
-    from ..browse.index import RunIndex
-    from ..errors import RunlockError
+def _drop_run_refs(deleted: Sequence[RunRecord]) -> list[str]:
+    """Delete each deleted run's own snapshot ref (``refs/runlock/runs/<id>``, when it still
+    points to the run's snapshot commit); returns the refs removed.
 
-    delete_ref = getattr(git_mod, "delete_snapshot_ref", None)
-    refs = {(r.git_root, r.snapshot_ref) for r in deleted if r.git_root and r.snapshot_ref}
-    if not refs or delete_ref is None:
-        return []
+    Never the shared shadow branch: runs in another results root of the repository, or still
+    starting (no lock yet to find them by), need it, and ``git gc`` would take their snapshots.
+    """
+    from .. import git as git_mod
+    from ..errors import RunlockError
+    from ..record.runid import is_run_id
+
     removed = []
-    with RunIndex(root) as idx:
-        idx.refresh()
-        for git_root, ref in sorted(refs, key=str):
-            assert git_root is not None and ref is not None
-            if idx.snapshot_ref_users(git_root, ref) or not Path(git_root).is_dir():
-                continue
-            try:
-                if delete_ref(Path(git_root), ref):
-                    removed.append(f"{ref} in {git_root}")
-            except (RunlockError, OSError) as exc:
-                print(
-                    f"runlock: warning: could not delete {ref} in {git_root}: {exc}",
-                    file=sys.stderr,
-                )
+    for r in deleted:
+        if not (r.git_root and r.snapshot and is_run_id(r.id) and Path(r.git_root).is_dir()):
+            continue
+        try:
+            if git_mod.delete_run_ref(Path(r.git_root), r.id, r.snapshot):
+                removed.append(f"{git_mod.RUN_REF_PREFIX}{r.id}")
+        except (RunlockError, OSError) as exc:
+            print(f"runlock: warning: could not delete the snapshot ref of {r.id} in "
+                  f"{r.git_root}: {exc}", file=sys.stderr)  # fmt: skip
     return removed
 
 
@@ -153,8 +196,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "Give RUN references or filters (--stage/--status/--since/--where), not both."
         )
+    links: list[Path] = []
     if args.run_refs:
-        records = list(resolve_runs(args.run_refs, root))
+        links, run_refs = dangling_links(args.run_refs, root)
+        records = list(resolve_runs(run_refs, root))
     elif _has_filters(args):
         found, broken = select_from_args(args)
         warn_broken(broken)
@@ -166,32 +211,41 @@ def run(args: argparse.Namespace) -> int:
             "--where.",
         )
     plan = check_inside(records, root)
-    live = [d.record for d in plan if d.record.status == "running"]
+    live = [d.record for d in plan if d.record.status in ("running", "stopped")]
     if live:
         names = ", ".join(r.id for r in live)
         print(f"runlock: skipping {len(live)} run(s) still running: {names}",
               file=sys.stderr)  # fmt: skip
-        plan = [d for d in plan if d.record.status != "running"]
-    if not plan:
+        plan = [d for d in plan if d.record.status not in ("running", "stopped")]
+    if not plan and not links:
         print("runlock: no runs to delete", file=sys.stderr)
         return 0
     shown = [d.record for d in plan]
     print_table(
         ["id", "stage", "status", "start", "dir"],
-        [[r.id, r.stage, r.status, fmt_time(r.start), str(r.dir)] for r in shown],
+        [[r.id, r.stage, r.status, fmt_time(r.start), str(r.dir)] for r in shown]
+        + [["?", "?", "dangling", "-", str(link)] for link in links],
         status_column=2,
     )
-    links = sum(d.link_target is not None for d in plan)
+    n_links = sum(d.link_target is not None for d in plan) + len(links)
     if args.dry_run:
-        kept = f"; {links} of them links: only the link would go" if links else ""
-        print(f"(dry run: {len(plan)} run(s) would be deleted{kept})")
+        kept = f"; {n_links} of them links: only the link would go" if n_links else ""
+        print(f"(dry run: {len(plan) + len(links)} run(s) would be deleted{kept})")
         return 0
-    if not args.force and not _confirm(len(plan)):
+    if not args.force and not _confirm(len(plan) + len(links)):
         print("runlock: nothing deleted", file=sys.stderr)
         return 1
     deleted: list[RunRecord] = []
     unlinked: list[RunRecord] = []
     failed = []
+    for link in links:
+        try:
+            target = os.readlink(link)
+            os.unlink(link)
+        except OSError as exc:
+            failed.append(f"{link}: {exc}")
+            continue
+        print(f"removed dangling link {link} -> {target}")
     for d in plan:
         try:
             _delete(d)
@@ -205,11 +259,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"removed link {d.record.dir} -> {d.link_target} (the store copy is kept)")
     with RunIndex(root) as idx:
         idx.forget(str(r.lock_path) for r in (*deleted, *unlinked))
-    if deleted or not unlinked:
+    if deleted or not (unlinked or links):
         print(f"deleted {len(deleted)} run(s)")
     if not args.keep_snapshots:  # a linked run's store copy still uses its snapshot
-        for ref in _drop_unused_snapshots(deleted, root):
-            print(f"deleted the snapshot branch {ref} (no remaining run uses it)")
+        refs = _drop_run_refs(deleted)
+        if refs:
+            print(f"deleted {len(refs)} snapshot ref(s) (the shadow branch is kept)")
     if failed:
         print("runlock: error: could not delete:\n    " + "\n    ".join(failed), file=sys.stderr)
         return 1

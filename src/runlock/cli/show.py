@@ -87,6 +87,8 @@ def sections_for(record: RunRecord) -> list[Section]:
         code.add("branch", git.branch or "-")
         if git.snapshot:
             code.add("snapshot", f"{git.snapshot} on {git.snapshot_branch or git.snapshot_ref or '?'}")
+        elif lock.git_skipped:  # e.g. the index was locked: HEAD only
+            code.add("not snapshotted", lock.git_skipped)
         if git.diffstat:
             code.add("changes", git.diffstat.strip())
         for name, url in git.remotes.items():
@@ -162,7 +164,36 @@ def sections_for(record: RunRecord) -> list[Section]:
         err.add("type", error.type or "?")
         err.add("message", error.message or "")
         out.append(err)
+    out += _collector_sections(record.lock)
     return [s for s in out if s.lines or s.text]
+
+
+#: Lines and characters a user collector's section gets in ``show`` (all of it is in --json).
+EXTRA_LINES = 12
+EXTRA_CHARS = 160
+
+
+def _collector_sections(data: dict[str, Any]) -> list[Section]:
+    """Sections written by user collectors (top-level keys runlock does not write), compactly:
+    flattened, at most :data:`EXTRA_LINES` lines of :data:`EXTRA_CHARS` characters each."""
+    from ..browse.index import flatten
+    from ..browse.render import Section, fmt_value
+    from ..record.lock import RUNLOCK_SECTIONS
+
+    out = []
+    for key in sorted((k for k in data if k not in RUNLOCK_SECTIONS), key=str):
+        value = data[key]
+        items = list(flatten(value).items()) if isinstance(value, dict) and value else [("", value)]
+        sec = Section(str(key))
+        for label, v in items[:EXTRA_LINES]:
+            text = fmt_value(v)
+            if len(text) > EXTRA_CHARS:
+                text = text[: EXTRA_CHARS - 3] + "..."
+            sec.add(label or "value", text)
+        if len(items) > EXTRA_LINES:
+            sec.add("...", f"{len(items) - EXTRA_LINES} more (runlock show --json)")
+        out.append(sec)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -212,6 +212,9 @@ def validate_experiment_name(name: str) -> None:
             f"Experiment name '{name}' is not a relative path of plain names.",
             hint="Use names like 'ablation/no_aug' (no '..', no leading or trailing '/').",
         )
+    from ..record.safe import check_experiment  # no '${', no control characters either
+
+    check_experiment(name, source="the experiments file")
 
 
 def select_experiments(tree: DictConfig, pattern: str, fields: Sequence[str]) -> list[tuple[str, DictConfig]]:

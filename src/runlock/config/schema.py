@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,6 +24,95 @@ def Input(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:  # noqa: N8
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=metadata, **kwargs)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+_SECRET_VALUE = re.compile(r"<secret: ([A-Za-z_][A-Za-z0-9_]*)>")
+
+
+def Secret(env: str) -> str:  # noqa: N802 - reads as a type
+    """A config value taken from the environment variable ``env`` when the stage is called, and
+    never written anywhere: the lock, config.yaml, the index, the store and MLflow record it as
+    ``"<secret: ENV>"``; ``runlock reproduce`` reads the variable again.
+
+    ``api_key: str = runlock.Secret("OPENAI_API_KEY")`` (or ``api_key=<secret: OPENAI_API_KEY>``
+    on the command line). A run whose variable is unset stops before it starts (ConfigError).
+    """
+    if not isinstance(env, str) or not _SECRET_VALUE.fullmatch(f"<secret: {env}>"):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"runlock.Secret({env!r}): not an environment variable name.",
+                          hint="name it like OPENAI_API_KEY (letters, digits, underscores).")
+    return f"<secret: {env}>"
+
+
+def secret_env(value: Any) -> str | None:
+    """The environment variable a ``"<secret: ENV>"`` config value names, else None."""
+    if isinstance(value, str) and value.startswith("<secret: "):
+        m = _SECRET_VALUE.fullmatch(value)
+        return m.group(1) if m else None
+    return None
+
+
+def scan_secrets(plain: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, str], list[str]]:
+    """``({dotted key: ENV}, [dotted keys that look like secrets but hold a value in clear])``
+    of a plain config (nested dicts and lists): one pass, microseconds for a usual config."""
+    from ..redact import looks_secret_field
+
+    secrets: dict[str, str] = {}
+    clear: list[str] = []
+
+    def walk(node: Any, path: str, name: str) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k), str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]", name)
+        elif isinstance(node, str) and node:
+            env = secret_env(node)
+            if env is not None:
+                secrets[path] = env
+            elif looks_secret_field(name) or ("://" in node and "@" in node and ":" in
+                                              node.split("://", 1)[1].split("@", 1)[0]):
+                clear.append(path)
+
+    walk(plain, prefix, "")
+    return secrets, clear
+
+
+def fill_secrets(value: Any) -> Any:
+    """``value`` (the stage's argument: a dataclass instance, a dict, nested) with every
+    ``"<secret: ENV>"`` replaced by ``os.environ[ENV]``; other values are left as they are."""
+    import os
+
+    env = secret_env(value)
+    if env is not None:
+        if env not in os.environ:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"secret config value needs the environment variable ${env}.",
+                              hint=f"export {env}=... before running the stage.")
+        return os.environ[env]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            old = getattr(value, f.name)
+            new = fill_secrets(old)
+            if new is not old:
+                object.__setattr__(value, f.name, new)  # (frozen dataclasses too)
+        return value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            new = fill_secrets(v)
+            if new is not v:
+                value[k] = new
+        return value
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            new = fill_secrets(v)
+            if new is not v:
+                value[i] = new
+        return value
+    return value
 
 
 # --------------------------------------------------------------------------------------------

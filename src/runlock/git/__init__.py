@@ -18,7 +18,11 @@ hashed into it, then ``write-tree``, ``hash-object -t commit`` and ``update-ref 
 Each snapshot commit has the previous snapshot as its **first** parent (so
 ``git log --first-parent runlock/snapshots`` browses the snapshots, newest first) and the HEAD
 the run started from as its **second** parent (so the code it was based on stays reachable and
-survives ``git gc --prune=now``). The message ends with the trailers ``Runlock-Snapshot: 1`` and
+survives ``git gc --prune=now``). Each run also keeps its snapshot commit with its own ref,
+``refs/runlock/runs/<run_id>`` (the name ``runlock push`` gives it on the code remote), set in
+the same ``update-ref`` transaction as the branch: ``runlock rm`` deletes that ref only, never
+the shared branch, so runs in other results roots or still starting keep their snapshots.
+The message ends with the trailers ``Runlock-Snapshot: 1`` and
 ``Runlock-Head: <sha>``. A run's uncommitted changes are ``git diff <parent_head> <commit>``
 with both ids from the lock's ``git.snapshot`` section.
 
@@ -45,11 +49,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .commands import DEFAULT_BRANCH, HEAD_TRAILER, SNAPSHOT_TRAILER
+from .commands import DEFAULT_BRANCH, HEAD_TRAILER, RUN_REF_PREFIX, SNAPSHOT_TRAILER
 from .locate import repo_info, repo_root
 from .options import SnapshotOptions
-from .shadow import delete_snapshot_ref, snapshot_diff
-from .snapshot import cached_snapshot, snapshot
+from .shadow import delete_run_ref, delete_snapshot_ref, snapshot_diff
+from .snapshot import cached_snapshot, keep_snapshot, snapshot
 
 if TYPE_CHECKING:
     from .remotes import detached_worktree, fetch_refs, has_commit, push_refs, update_ref
@@ -69,13 +73,16 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_BRANCH",
     "HEAD_TRAILER",
+    "RUN_REF_PREFIX",
     "SNAPSHOT_TRAILER",
     "SnapshotOptions",
     "cached_snapshot",
+    "delete_run_ref",
     "delete_snapshot_ref",
     "detached_worktree",
     "fetch_refs",
     "has_commit",
+    "keep_snapshot",
     "push_refs",
     "repo_info",
     "repo_root",

@@ -13,6 +13,9 @@ from ..errors import GitError
 SNAPSHOT_TRAILER = "Runlock-Snapshot: 1"
 HEAD_TRAILER = "Runlock-Head"
 DEFAULT_BRANCH = "runlock/snapshots"
+#: Each run's own ref to its snapshot commit, as on the code remote (``runlock push``): the commit
+#: stays reachable while the run exists, whatever happens to the shared shadow branch.
+RUN_REF_PREFIX = "refs/runlock/runs/"
 # The empty tree, by hash length (SHA-1, SHA-256): the base of a diff in a repo with no commits.
 EMPTY_TREE = {
     40: "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
@@ -112,6 +115,16 @@ def read_commits(root: Path, revs: Sequence[str]) -> list[Commit | None]:
         tree = headers.split("\n", 1)[0].removeprefix("tree ")
         commits.append(Commit(header[0], tree, msg))
     return commits
+
+
+def run_ref(run_id: str) -> str:
+    """``refs/runlock/runs/<run_id>``; refuses anything that is not a run id (a lock's id may come
+    from a store: it must not name another ref)."""
+    from ..record.runid import is_run_id
+
+    if not is_run_id(run_id) or run_id != run_id.strip():
+        raise GitError(f"not a run id: {run_id!r}", hint="run ids look like 20261125T163012-3f9a2c.")
+    return f"{RUN_REF_PREFIX}{run_id}"
 
 
 def branch_ref(branch: str) -> str:

@@ -89,7 +89,7 @@ def memo_key(start: Path, options: SnapshotOptions) -> tuple[Any, ...]:
     dirs = sorted({os.path.abspath(d) for d in options.exclude_dirs})
     kept = tuple(d for d in dirs if not any(d != o and d.startswith(o + os.sep) for o in dirs))
     return (os.path.abspath(start), options.branch, options.include, options.exclude,
-            options.max_file_bytes, options.files_of_interest, kept)
+            options.max_file_bytes, options.files_of_interest, kept, options.secret_files)
 
 
 def _stat_sig(paths: Sequence[str]) -> list[tuple[int, int, int, int] | None]:

@@ -21,7 +21,9 @@ from .commands import (
     finish_git,
     read_commits,
     run_git,
+    run_ref,
     start_git,
+    try_git,
 )
 from .locate import repo_root
 from .options import SnapshotOptions
@@ -131,12 +133,15 @@ def advance(
     message: str,
     config: Mapping[str, list[str]],
     options: SnapshotOptions,
+    keep_ref: str | None = None,
 ) -> tuple[str, bool]:
     """Commit ``tree`` on top of the shadow tip and move the ref by compare-and-swap.
 
     Returns (commit, reused). Concurrent runs race on the ref: a lost race re-reads the tip and
     retries, so every snapshot lands in the chain. An unchanged tree on the same HEAD reuses the
-    tip instead of piling up identical commits.
+    tip instead of piling up identical commits. ``keep_ref`` (the run's own ref) is set to the
+    commit in the same ``update-ref`` transaction as the branch: no extra git process, and no
+    moment when the commit is on the branch but not yet kept by the run.
     """
     root = writers.root
     author, committer = _idents(config)
@@ -145,6 +150,10 @@ def advance(
     locked_until: float | None = None
     for _ in range(_MAX_RACES):
         if tip is not None and tip.tree == tree and tip.recorded_head == head:
+            if keep_ref is not None:
+                make_commit, move_ref = writers.take()
+                make_commit.cancel()
+                finish_git(move_ref, f"update {keep_ref} {tip.sha}\n", root)
             return tip.sha, True
         parents = "".join(f"parent {p}\n" for p in (tip.sha if tip else None, head) if p)
         make_commit, move_ref = writers.take()
@@ -155,7 +164,8 @@ def advance(
             move_ref.cancel()
             raise
         old = tip.sha if tip else "0" * len(commit)  # zeros: the ref must not exist yet
-        out = move_ref.finish(f"update {ref} {commit} {old}\n")
+        keep = f"update {keep_ref} {commit}\n" if keep_ref is not None else ""
+        out = move_ref.finish(f"update {ref} {commit} {old}\n{keep}")
         if out.ok:
             return commit, False
         if "File exists" in out.stderr:  # another process holds <ref>.lock: wait, bounded
@@ -203,8 +213,25 @@ def snapshot_diff(
     return {k: sorted(v) for k, v in changes.items()}
 
 
+def delete_run_ref(repo: Path, run_id: str, commit: str | None = None) -> bool:
+    """Delete the run's own ref ``refs/runlock/runs/<run_id>`` (what ``runlock rm`` does); False
+    when absent, or when it points elsewhere than ``commit`` (another copy of the run, e.g.
+    pulled again, now owns it). The shared shadow branch is never touched: other runs, in other
+    results roots or still starting, rely on it."""
+    ref = run_ref(run_id)
+    root = repo_root(repo)
+    if root is None:
+        return False
+    current = try_git(root, "rev-parse", "--verify", "-q", ref)
+    if not current.ok or (commit is not None and current.stdout.strip() != commit):
+        return False
+    return try_git(root, "update-ref", "-d", ref, current.stdout.strip()).ok
+
+
 def delete_snapshot_ref(repo: Path, branch: str = DEFAULT_BRANCH) -> bool:
-    """Delete the shadow branch (its commits become garbage for ``git gc``); False if absent.
+    """Delete the shadow branch (its commits become garbage for ``git gc`` unless a run's own ref
+    keeps them); False if absent. For a user clearing out snapshots on purpose: ``runlock rm``
+    never calls it.
 
     Refuses a branch that is not a runlock snapshot branch, so a misconfigured name cannot
     delete user work.

@@ -13,41 +13,73 @@ from typing import Any
 
 from .. import _subprocess
 from ..errors import GitError
-from .commands import EMPTY_TREE, Commit, branch_ref, read_commits, run_git
+from .commands import (
+    EMPTY_TREE,
+    RUN_REF_PREFIX,
+    Commit,
+    branch_ref,
+    read_commits,
+    run_git,
+    run_ref,
+)
 from .locate import locate, symbolic_head
 from .memo import MEMO, MEMO_MAX, Memo, memo_key
-from .options import SnapshotOptions
+from .options import SnapshotOptions, split_secret_files
 from .shadow import CommitWriters, advance, check_owned, read_config, remote_urls
-from .tree import link_or_copy, write_snapshot_tree
+from .tree import IndexLockedError, link_or_copy, write_snapshot_tree
 
 logger = logging.getLogger("runlock")
 
 
-def cached_snapshot(path: Path, options: SnapshotOptions) -> dict[str, Any] | None:
+def cached_snapshot(path: Path, options: SnapshotOptions, run_id: str | None = None
+                    ) -> dict[str, Any] | None:
     """The lock section of this process's last snapshot of ``path`` when nothing it depends on
-    changed since (one ``lstat`` per tracked file and directory, no git process); else None."""
+    changed since (one ``lstat`` per tracked file and directory, no git process); else None.
+
+    With ``run_id`` the section names the run's own ref, which is not written yet: call
+    :func:`keep_snapshot` (one git process, off the run's critical path)."""
     start = path if path.is_dir() else path.parent
     memo = MEMO.get(memo_key(start, options))
     if memo is None or not memo.still_valid():
         return None
     reused = copy.deepcopy(memo.result)
     reused["snapshot"]["reused"] = True
+    reused["snapshot"]["ref"] = run_ref(run_id) if run_id is not None else memo.ref
     return reused
 
 
-def snapshot(path: Path, options: SnapshotOptions, *, message: str, check_memo: bool = True) -> dict[str, Any]:
+def keep_snapshot(section: dict[str, Any]) -> None:
+    """Write the run's own ref (``git.snapshot.ref``) to its snapshot commit: what
+    :func:`snapshot` does in its ``update-ref`` transaction, for a :func:`cached_snapshot`."""
+    snap = section.get("snapshot") or {}
+    ref = snap.get("ref")
+    if isinstance(ref, str) and ref.startswith(RUN_REF_PREFIX):
+        run_git(Path(section["root"]), ["update-ref", "-m", "runlock snapshot", ref,
+                                        snap["commit"]])
+
+
+def snapshot(path: Path, options: SnapshotOptions, *, message: str, check_memo: bool = True,
+             run_id: str | None = None) -> dict[str, Any]:
     """Commit the worktree containing ``path`` to the shadow branch; return the lock's git section.
 
     Keys: ``root, head, branch, dirty, remotes`` (as :func:`repo_info`, ``dirty`` meaning the
     snapshot differs from HEAD), ``snapshot: {commit, tree, branch, ref, parent_head, reused}``,
     ``files_of_interest: {relpath: blob sha | None}``, ``diffstat`` and ``skipped_large``.
-    Outside a repository: ``{"repo": None, "skipped": reason}`` and one warning.
+    ``ref`` is what keeps the commit reachable: with ``run_id``, the run's own
+    ``refs/runlock/runs/<run_id>`` (moved with the branch, in one transaction; ``runlock rm``
+    deletes it and never the shared branch), else the branch.
+    Outside a repository: ``{"repo": None, "skipped": reason}`` and one warning. While another
+    git process holds ``.git/index.lock`` longer than ``options.lock_timeout_s``: HEAD, branch
+    and remotes (read without the index), ``snapshot: None``, ``skipped`` and ``warning``.
     """
     start = path if path.is_dir() else path.parent
     key = memo_key(start, options)
+    keep_ref = run_ref(run_id) if run_id is not None else None
     if check_memo:
-        cached = cached_snapshot(path, options)
+        cached = cached_snapshot(path, options, run_id)
         if cached is not None:
+            if keep_ref is not None:
+                keep_snapshot(cached)
             return cached
     t_start = time.time_ns()
     ref = branch_ref(options.branch)
@@ -70,15 +102,18 @@ def snapshot(path: Path, options: SnapshotOptions, *, message: str, check_memo: 
         side = _SideCalls(pool, repo.root, ref)
         side.read_meta()
         try:
-            tree, skipped, changed = write_snapshot_tree(
-                repo, options, on_scanned=side.start, on_index=side.start_diffstat)
+            try:
+                tree, skipped, changed = write_snapshot_tree(
+                    repo, options, on_scanned=side.start, on_index=side.start_diffstat)
+            except IndexLockedError as exc:
+                return _index_locked(repo.root, head_ref, side, exc)
             (head, tip), config = side.commits.result(), side.config.result()
             check_owned(tip, options.branch)
             base_tree = head.tree if head else EMPTY_TREE.get(len(tree), EMPTY_TREE[40])
             blob_ids = _blob_ids(repo.root, tree, options.files_of_interest)
             head_sha = head.sha if head else None
             commit, reused = advance(side.writers, ref, tree, head_sha, tip, message, config,
-                                     options)
+                                     options, keep_ref)
         finally:
             side.close()  # the commit writers left unused (a reused tip, an error)
         result = {
@@ -91,13 +126,15 @@ def snapshot(path: Path, options: SnapshotOptions, *, message: str, check_memo: 
                 "commit": commit,
                 "tree": tree,
                 "branch": ref.removeprefix("refs/heads/"),
-                "ref": ref,
+                "ref": keep_ref or ref,
                 "parent_head": head_sha,
                 "reused": reused,
             },
             "files_of_interest": blob_ids,
             "diffstat": side.diffstat_or(base_tree, tree),
             "skipped_large": skipped,
+            # untracked/modified secret files (.env, *.pem, .aws/...) not captured
+            "secrets_left_out": split_secret_files(changed, options)[1],
         }
         if len(MEMO) >= MEMO_MAX:
             MEMO.pop(next(iter(MEMO)), None)
@@ -151,6 +188,25 @@ class _SideCalls:
     def close(self) -> None:
         if self._writers is not None and self._writers.exception() is None:
             self._writers.result().close()
+
+
+def _index_locked(root: Path, head_ref: str | None, side: _SideCalls, exc: IndexLockedError
+                  ) -> dict[str, Any]:
+    """The section when the index stayed locked: what git tells without reading the index (HEAD
+    and the shadow tip come from ``cat-file``, the remotes from ``git var -l``)."""
+    (head, _), config = side.commits.result(), side.config.result()
+    warning = f"source code not snapshotted: {exc}"
+    logger.warning("runlock: %s", warning)
+    return {
+        "root": str(root),
+        "head": head.sha if head else None,
+        "branch": head_ref.removeprefix("refs/heads/") if head_ref else None,
+        "dirty": None,  # unknown: telling would take the index
+        "remotes": remote_urls(config),
+        "snapshot": None,
+        "skipped": "index locked",
+        "warning": warning,
+    }
 
 
 def _skipped(path: Path, reason: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import xxhash
 from .. import _subprocess
 from ..errors import GitError
 from .commands import BASE_ENV, POLL_S, Repo, finish_git, run_git
-from .options import SnapshotOptions
+from .options import SnapshotOptions, split_secret_files
 
 logger = logging.getLogger("runlock")
 
@@ -81,7 +81,9 @@ def _tree_from(
                                    cwd=repo.root, extra_env=env)
         try:
             changed = _changed_paths(repo.root, scans)
-            to_update, skipped = _filter_sizes(repo.root, changed, options.max_file_bytes)
+            # secret files (.env, keys...) never reach the index: the shadow branch is pushed
+            captured, _ = split_secret_files(changed, options)
+            to_update, skipped = _filter_sizes(repo.root, captured, options.max_file_bytes)
         except BaseException:
             update.cancel()
             raise
@@ -174,7 +176,8 @@ def _private_index(repo: Repo, options: SnapshotOptions) -> Path | None:
         return None
     dirs = sorted({os.path.abspath(d) for d in options.exclude_dirs})
     kept = [d for d in dirs if not any(d != o and d.startswith(o + os.sep) for o in dirs)]
-    filters = repr((options.include, options.exclude, options.max_file_bytes, kept)).encode()
+    filters = repr((options.include, options.exclude, options.max_file_bytes, kept,
+                    options.secret_files)).encode()
     sig = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}".encode()
     return (repo.git_dir / "runlock" /
             f"index2-{xxhash.xxh3_64_hexdigest(filters)}-{xxhash.xxh3_64_hexdigest(sig)}")
@@ -227,12 +230,17 @@ def drop_private_indexes(root: Path) -> None:
             index.unlink(missing_ok=True)
 
 
+class IndexLockedError(GitError):
+    """``.git/index.lock`` outlived the wait: the worktree cannot be snapshotted now (the run
+    still records HEAD and the reason, see :func:`runlock.git.snapshot`)."""
+
+
 def _wait_for_lock(lock: Path, timeout_s: float) -> None:
     """Wait for another git command to finish writing the index, so the snapshot sees its result."""
     deadline = time.monotonic() + timeout_s
     while lock.exists():
         if time.monotonic() >= deadline:
-            raise GitError(
+            raise IndexLockedError(
                 f"{lock} still exists after {timeout_s:g} s: "
                 "another git process is using the index.",
                 hint=f"if no git command is running, the lock is stale: remove {lock}",

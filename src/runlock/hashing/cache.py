@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Self, TypeVar
 if TYPE_CHECKING:
     import sqlite3  # imported when the cache is first used: keeps `import runlock.hashing` light
 
-__all__ = ["FORMAT_VERSION", "HashCache", "StatKey", "default_cache_path", "stat_key"]
+__all__ = [
+    "FORMAT_VERSION",
+    "HashCache",
+    "StatKey",
+    "default_cache_path",
+    "is_corruption",
+    "move_aside",
+    "stat_key",
+]
 
 logger = logging.getLogger("runlock")
 
@@ -88,12 +96,59 @@ def _s64(value: int) -> int:
     return value - (1 << 64) if value >= (1 << 63) else value
 
 
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+def is_corruption(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a query on a SQLite cache file, means the file is damaged
+    (then it is moved aside and rebuilt) rather than busy, locked or read-only.
+
+    Damaged pages show as SQLITE_CORRUPT / SQLITE_NOTADB, and damaged text cells as a failed
+    UTF-8 decode (an OperationalError without an sqlite error code, or UnicodeDecodeError):
+    both stay until the file is replaced, so treating them as transient warns at every run.
+    """
+    import sqlite3
+
+    if isinstance(exc, UnicodeDecodeError):
+        return True
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
     code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return (code & 0xFF) in _CORRUPT_CODES
+    if code is not None and (code & 0xFF) in _CORRUPT_CODES:
+        return True
     text = str(exc).lower()
-    return "not a database" in text or "malformed" in text
+    return "not a database" in text or "malformed" in text or "could not decode" in text
+
+
+def move_aside(path: Path, *, inode: int | None = None) -> Path | None:
+    """Move a corrupt SQLite file (and its -wal / -shm) to ``<name>.corrupt-<timestamp>``.
+
+    Kept, not deleted: a user can still look at it. ``inode``: of the file the caller found
+    corrupt; when ``path`` is another file now, another process already moved the corrupt one
+    aside and made a new one, which is left alone (None is returned).
+    """
+    try:
+        if inode is not None and os.stat(path).st_ino != inode:
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():  # two corruptions within a second: keep both
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        src = Path(f"{path}{suffix}")
+        try:
+            os.replace(src, f"{aside}{suffix}")
+        except FileNotFoundError:
+            pass  # another process may have moved it already: that is fine
+        except OSError:
+            try:
+                src.unlink()
+            except OSError:
+                pass
+    return aside
 
 
 class HashCache:
@@ -269,8 +324,8 @@ class HashCache:
                     if self._conn is None:
                         self._conn = self._connect()
                     return op(self._conn)
-                except sqlite3.DatabaseError as exc:
-                    if attempt == 0 and not self._recovered and _is_corruption(exc):
+                except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+                    if attempt == 0 and not self._recovered and is_corruption(exc):
                         self._move_aside(exc)
                         continue
                     self._disable(exc)
@@ -293,26 +348,10 @@ class HashCache:
     def _move_aside(self, exc: BaseException) -> None:
         self._recovered = True
         self._close_connection()
-        try:
-            replaced = self._inode is not None and os.stat(self.path).st_ino != self._inode
-        except OSError:
-            replaced = True
-        if replaced:
+        aside = move_aside(self.path, inode=self._inode)
+        if aside is None:
             # Another process already moved the corrupt file aside and made a new one: use it.
             return
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(f"{self.path}{suffix}")
-            try:
-                # Another process may have moved it already: that is fine.
-                os.replace(src, f"{aside}{suffix}")
-            except FileNotFoundError:
-                pass
-            except OSError:
-                try:
-                    src.unlink()
-                except OSError:
-                    pass
         logger.warning(
             "hash cache %s is corrupt (%s); moved it to %s and rebuilding it",
             self.path,

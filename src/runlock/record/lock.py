@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 __all__ = [
+    "RUNLOCK_SECTIONS",
     "DataInput",
     "ErrorInfo",
     "FunctionInfo",
@@ -26,6 +27,17 @@ __all__ = [
     "short_commit",
     "to_timestamp",
 ]
+
+
+#: Top-level lock sections runlock itself writes; any other was added by a user's collector
+#: (``@runlock.stage(collectors=[...])``). ``stages.decorator`` keeps its own copy of the
+#: reserved names.
+RUNLOCK_SECTIONS = frozenset({
+    "schema", "id", "stage", "status", "run_dir", "experiment", "pid", "pid_start", "hostname",
+    "heartbeat", "timing", "function", "config", "seed", "seeded", "environment", "packages",
+    "editable", "resumed", "result", "error", "warnings", "data", "git", "upstream", "outputs",
+    "map", "tasks", "sweep", "reproduces",
+})  # fmt: skip
 
 
 def _str(value: Any) -> str | None:

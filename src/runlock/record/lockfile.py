@@ -18,6 +18,9 @@ from ..errors import LockFileError
 from .rundir import LOCK_NAME, atomic_write
 
 SCHEMA_VERSION = 1
+#: The largest run.lock read (bytes). A real lock is kilobytes to a few MiB (an outputs manifest
+#: of 100,000 files is ~10 MiB); past this it is not a lock, and parsing it would take minutes.
+MAX_LOCK_BYTES = 64 * 2**20
 STATUSES = ("running", "completed", "failed", "interrupted")
 
 # Migrations from schema N to N+1, applied in order when loading an old lock.
@@ -60,11 +63,39 @@ def dumps_lock(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def dump_lock(data: dict[str, Any], path: Path, *, durable: bool = True) -> None:
+#: Bytes of trailing comment a ``running`` lock keeps (``dump_lock(reserve=True)``): on a full
+#: disk :func:`rewrite_lock_in_place` writes the final status into them (error, end time).
+RESERVE_BYTES = 2048
+_RESERVE = "# runlock: room kept for the final status on a full disk".ljust(RESERVE_BYTES - 1) + "\n"
+
+
+def dump_lock(
+    data: dict[str, Any], path: Path, *, durable: bool = True, create_parents: bool = True, reserve: bool = False
+) -> None:
     """Write a lock atomically (temp file + rename): never a half-written run.lock.
-    ``durable=False``: no fsync (the 'running' lock and heartbeats, rewritten later anyway)."""
-    atomic_write(path, dumps_lock(data), durable=durable)
+    ``durable=False``: no fsync (the 'running' lock and heartbeats, rewritten later anyway).
+    ``create_parents=False``: raise FileNotFoundError when the run directory is gone.
+    ``reserve``: end with :data:`RESERVE_BYTES` of comment (a running lock's room for its end)."""
+    text = dumps_lock(data)
+    atomic_write(path, text + _RESERVE if reserve else text, durable=durable, create_parents=create_parents)
     touch_container(Path(path).parent)
+
+
+def rewrite_lock_in_place(data: dict[str, Any], path: Path) -> None:
+    """Overwrite an existing lock in place, the last resort when :func:`dump_lock` fails for a
+    full disk: a temporary file needs new blocks, overwriting the lock's own does not. Not
+    atomic (a reader racing it may see a torn file), hence only when nothing else can record
+    how the run ended. Raises OSError when the new text is longer than the file (it would
+    need blocks) or the file cannot be opened."""
+    raw = dumps_lock(data).encode()
+    with open(path, "r+b") as f:
+        st = os.fstat(f.fileno())
+        if len(raw) > max(st.st_size, getattr(st, "st_blocks", 0) * 512):
+            raise OSError(f"the final lock ({len(raw)} bytes) is larger than {path}")
+        f.write(raw)
+        f.truncate()
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def touch_container(run_dir: Path) -> None:
@@ -82,9 +113,29 @@ def touch_container(run_dir: Path) -> None:
         pass
 
 
+def _check_whole(text: str | bytes, source: str) -> None:
+    """Refuse what no writer of locks produces: more than :data:`MAX_LOCK_BYTES`, or text cut
+    short. ``dump_lock`` replaces a lock atomically and its YAML always ends with a newline, so
+    a lock that does not is truncated (a full disk, an interrupted copy) and may still parse,
+    as a ``completed`` run missing its last sections: it is reported unreadable instead."""
+    if len(text) > MAX_LOCK_BYTES:
+        raise LockFileError(
+            f"{source} is larger than {MAX_LOCK_BYTES // 2**20} MiB (MAX_LOCK_BYTES): not a "
+            "run.lock runlock wrote; not read."
+        )
+    if text and not (text.endswith("\n") if isinstance(text, str) else text.endswith(b"\n")):
+        raise LockFileError(f"{source} is truncated (it does not end with a newline, as every lock does).")
+
+
 def loads_lock(text: str, *, source: str = "<string>") -> dict[str, Any]:
+    _check_whole(text, source)
     try:
-        data = _yaml.load(text)
+        data = _yaml.load_data(text)
+    except _yaml.AliasError as exc:
+        raise LockFileError(
+            f"{source} holds a YAML alias (*name), which runlock never writes: not read (a few "
+            "hundred bytes of nested aliases expand to billions of values)."
+        ) from exc
     except _yaml.YAMLError as exc:
         raise LockFileError(f"{source} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or "schema" not in data:
@@ -120,9 +171,9 @@ def _split_sections(raw: bytes, sections: Collection[str], instead: Mapping[str,
     ends = [pos for pos, _ in starts[1:]] + [len(raw)]
     parts = [raw[pos:end] for (pos, key), end in zip(starts, ends, strict=True) if key in wanted]
     try:
-        return _yaml.load(b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts))
+        return _yaml.load_data(b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts))
     except _yaml.YAMLError:
-        return None  # e.g. an alias to an anchor in a skipped section
+        return None  # e.g. an alias to an anchor in a skipped section: the full load says so
 
 
 def load_lock_sections(
@@ -143,6 +194,7 @@ def load_lock_sections(
     text that is not plainly block-style YAML, is loaded in full (the result then holds every
     section). Raises LockFileError like ``loads_lock``.
     """
+    _check_whole(raw, source)
     data = _split_sections(raw, sections, instead or {})
     if isinstance(data, dict) and data.get("schema") == SCHEMA_VERSION:
         return data
@@ -159,11 +211,17 @@ def load_lock(path: Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / LOCK_NAME
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_LOCK_BYTES + 1)  # a bigger one is refused: never read it all
     except FileNotFoundError as exc:
         raise LockFileError(f"No run.lock at {path}.") from exc
     except OSError as exc:
         raise LockFileError(f"Cannot read {path}: {exc.strerror}.") from exc
+    _check_whole(raw, str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LockFileError(f"{path} is not UTF-8 text: {exc}") from exc
     return loads_lock(text, source=str(path))
 
 

@@ -25,12 +25,14 @@ BOOKKEEPING = frozenset({LOCK_NAME, CONFIG_NAME, LOG_NAME, RESULT_JSON, RESULT_P
 STATE_DIR = ".runlock"
 
 
-def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None:
+def atomic_write(path: Path, data: bytes | str, *, durable: bool = True, create_parents: bool = True) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename.
 
     A reader sees the old content or the new, never a mix; a killed process leaves at most a
     stray ``.tmp`` file, never a truncated target. ``durable=False`` skips the fsync (still
     atomic for readers; only a power loss could lose it): for files rewritten soon anyway.
+    ``create_parents=False``: a missing directory is an error (FileNotFoundError), not created
+    again (a live run's lock must not resurrect a run directory someone deleted).
     """
     import tempfile  # here, not at the top: ``runlock ls`` (which imports this module) never writes
 
@@ -38,6 +40,8 @@ def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except FileNotFoundError:  # create the directory only when missing (one syscall per write saved)
+        if not create_parents:
+            raise
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -14,7 +14,10 @@ The policy:
   directory at most once (link loops end, a folder linked twice is listed once);
 * the same real run reached by two paths is listed once: under its real path when that lies in
   the root, else under the smallest link path;
-* hidden directories (``.runlock`` state, ``.git``) are skipped.
+* hidden directories (``.runlock`` state, ``.git``) are skipped;
+* a symlink whose target is gone (a pulled run's store removed) is reported as ``dangling``;
+* a ``run.lock`` directly in the root is not a run (runs live in ``<root>/<stage>/...``): it
+  is reported as ``stray`` and the walk goes on (a stray lock once hid every run).
 
 Cost: one ``stat`` of ``<dir>/run.lock`` per directory, plus one ``stat`` and one ``scandir``
 per non-run directory (a "container": the root, stage and experiment folders; few).
@@ -43,6 +46,12 @@ class RootScan(NamedTuple):
     #: lock paths of runs that are themselves symlinks (pulled runs): the directory holding their
     #: lock lies outside the root, so only a stat of the lock sees it rewritten
     linked: frozenset[str]
+    #: symlinks in a container whose target is gone (a pulled run whose store was removed or
+    #: unmounted): broken entries, reported like unreadable locks; creating or removing one
+    #: changes its container's mtime, its target coming back does not (see ``browse.index``)
+    dangling: frozenset[str] = frozenset()
+    #: ``<root>/run.lock`` when there is one: not a run, reported like an unreadable lock
+    stray: frozenset[str] = frozenset()
 
 
 def scan(root: Path | str) -> RootScan:
@@ -66,18 +75,14 @@ def scan(root: Path | str) -> RootScan:
         seen_runs[key] = (via_link, lock)
         runs[lock] = st
 
-    try:
-        st = stat(top + tail)
-    except OSError:
-        pass
-    else:
-        add_run(top + tail, st, False)  # the root itself is a run
-        return RootScan(runs, containers, frozenset())
+    # A lock in the root itself is stray, never the root's run: the walk goes on (one stat).
+    stray = frozenset([top + tail]) if os.path.lexists(top + tail) else frozenset[str]()
     # Directories reached without a link are all walked before any reached through one, so a
     # folder or run that is both in the root and linked to is listed under its real path.
     real: list[str] = [top]
     through_links: list[str] = []
     symlinked_runs: set[str] = set()
+    dangling: set[str] = set()
     while real or through_links:
         via_link = not real
         d = real.pop() if real else through_links.pop()
@@ -103,6 +108,9 @@ def scan(root: Path | str) -> RootScan:
                     continue
                 try:
                     if not entry.is_dir():  # follows symlinks: a linked run is a run
+                        # a link to nothing: one more stat, for links to files only (rare)
+                        if entry.is_symlink() and not os.path.exists(entry.path):
+                            dangling.add(entry.path)
                         continue
                     is_link = entry.is_symlink()
                 except OSError:
@@ -121,7 +129,9 @@ def scan(root: Path | str) -> RootScan:
         # popped in path order: the smaller link path wins a tie, whatever scandir's order
         real.extend(sorted(subdirs, reverse=True))
         through_links.extend(sorted(linked_dirs, reverse=True))
-    return RootScan(runs, containers, frozenset(symlinked_runs & runs.keys()))
+    return RootScan(
+        runs, containers, frozenset(symlinked_runs & runs.keys()), frozenset(dangling), stray
+    )
 
 
 def iter_run_dirs(root: Path | str, *, stage: str | None = None) -> Iterator[Path]:

@@ -15,6 +15,21 @@ Either way a worker claims a task in the :class:`~runlock.scale.tasks.TaskStore`
 overlapping workers, requeued jobs and re-launches never run a done task again, and a task whose
 worker died is reclaimed once its lease expires.
 
+Delivery contract. A task's *recorded result* is exactly-once: ``results/<id>.pkl`` is created
+by a hard link that fails when it exists, so however many workers ran a task, one result is
+kept and "done" is final. A task's *side effects* (files it writes, requests it sends) are
+at-least-once: a task whose worker was killed mid-task (SIGKILL, OOM, ``scancel``, node loss, a
+killed parent) is run again by the next worker that claims it once the lease expires, or by
+the next launch, and a lease that expires while a stopped worker still runs lets two run at
+once. Make side effects idempotent: write outputs under a name derived from the task, to a
+temporary name renamed at the end.
+
+Workers stop when their parent dies: a local worker process (joblib/loky) whose launching
+process is killed (even with SIGKILL, which runs no cleanup) notices within
+``PARENT_POLL_S`` from a watchdog thread, releases its claims (a re-launch takes them over at
+once) and exits, abandoning its task in flight; loky alone would let it run the rest of its
+chunk for minutes. SLURM workers have no live parent to watch: they run until their job ends.
+
 Logging: worker processes do not share the parent's handlers. Each worker adds a handler that
 formats a record into one line and writes it with a single ``os.write`` on an ``O_APPEND`` file
 descriptor: to ``log_file`` when given (e.g. the run's ``run.log``), else to
@@ -42,12 +57,32 @@ from runlock.logs import use_rich
 from runlock.scale.backends.base import Backend, RequeueRequest, get_backend, worker_deadline
 from runlock.scale.tasks import TaskCounts, TaskStore, new_owner_id, tasks_digest
 
-__all__ = ["Chunk", "ChunkWorker", "MapSummary", "execute_map"]
+__all__ = ["PARENT_POLL_S", "Chunk", "ChunkWorker", "MapSummary", "execute_map"]
 
 log = logging.getLogger("runlock.scale.taskmap")
 
 EventHook = Callable[[str, TaskCounts], None]
 _MISSING: Any = object()
+
+#: How often a local worker process checks that its parent is alive (seconds).
+PARENT_POLL_S = 0.25
+
+
+def _watch_parent(parent_pid: int, store: TaskStore, stop: threading.Event) -> None:
+    """Exit this worker process when ``parent_pid`` is no longer its parent (the parent died
+    and the process was re-parented): the map it worked for is gone. A thread polling
+    ``getppid()`` rather than ``prctl(PR_SET_PDEATHSIG)``: that signal fires when the parent
+    *thread* that forked us ends, and loky re-spawns workers from a helper thread."""
+    while not stop.wait(PARENT_POLL_S):
+        if os.getppid() != parent_pid:
+            log.warning(
+                "worker %s: parent process %d died; releasing claims and exiting",
+                store.owner, parent_pid,
+            )  # fmt: skip
+            try:
+                store.release_all()
+            finally:
+                os._exit(1)
 
 
 @dataclass(frozen=True)
@@ -185,9 +220,18 @@ class ChunkWorker:
             if root.level > logging.INFO or root.level == logging.NOTSET:
                 root.setLevel(logging.INFO)
         store.start_heartbeat()
+        chunk_done = threading.Event()
+        if os.getppid() == self.parent_pid:  # a local worker process (joblib): watch the parent
+            threading.Thread(
+                target=_watch_parent,
+                args=(self.parent_pid, store, chunk_done),
+                name="runlock-parent-watch",
+                daemon=True,
+            ).start()
         try:
             return self._work(store, chunk)
         finally:
+            chunk_done.set()  # stops the watchdog
             store.stop_heartbeat()
             store.release_all()
             if handler is not None:

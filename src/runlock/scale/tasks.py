@@ -28,8 +28,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import pickle
+import shutil
 import threading
 import time
 import traceback
@@ -42,6 +44,8 @@ from typing import Any
 from runlock.errors import TaskError
 
 __all__ = ["SCHEMA_VERSION", "TaskCounts", "TaskStore", "new_owner_id", "tasks_digest"]
+
+log = logging.getLogger("runlock.scale.tasks")
 
 SCHEMA_VERSION = 1
 _RESULT_SUFFIX = ".pkl"
@@ -99,6 +103,18 @@ def _scan_ids(folder: Path, suffix: str = "") -> set[str]:
     except FileNotFoundError:
         pass
     return ids
+
+
+def _remove_grave(grave: str) -> None:
+    """Remove an expired claim moved aside. A claim is a file; anything else there (a directory
+    someone made) is garbage that would block the task forever: reported and removed."""
+    try:
+        os.unlink(grave)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.warning("removing %s: an expired task claim that is not a file", grave)
+        shutil.rmtree(grave, ignore_errors=True)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -215,14 +231,32 @@ class TaskStore:
             raise TaskError(f"task {task_id} has no result in {self.results_dir}") from None
 
     def failure(self, task_id: str) -> dict[str, Any] | None:
-        """The error record of a failed task: {type, message, traceback, owner, launch}."""
+        """The error record of a failed task: {type, message, traceback, owner, launch}.
+
+        A record that cannot be read (garbage, a directory, a torn copy) is reported as such,
+        with no ``launch``: the task counts as failed in an earlier launch, so it runs again.
+        """
+        path = self.failed_dir / f"{task_id}{_FAILED_SUFFIX}"
         try:
-            data: dict[str, Any] = json.loads(
-                (self.failed_dir / f"{task_id}{_FAILED_SUFFIX}").read_text()
-            )
+            data = json.loads(path.read_bytes())
         except FileNotFoundError:
             return None
-        return data
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or UTF-8
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            if isinstance(data, dict):
+                return data
+            problem = f"a JSON {type(data).__name__}, not an object"
+        log.warning(
+            "task %s: unreadable failure record %s (%s); running it again", task_id, path, problem
+        )
+        return {
+            "type": "runlock.UnreadableFailureRecord",
+            "message": f"unreadable failure record {path}: {problem}",
+            "traceback": "",
+            "owner": None,
+            "launch": None,
+        }
 
     def claim_age(self, task_id: str) -> float | None:
         """Seconds since the claim's last heartbeat, or None when the task is not claimed."""
@@ -233,9 +267,11 @@ class TaskStore:
 
     def claim_owner(self, task_id: str) -> str | None:
         try:
-            return (self.running_dir / task_id).read_text()
+            return (self.running_dir / task_id).read_text(errors="replace")
         except FileNotFoundError:
             return None
+        except OSError:  # not a file (a directory someone made): nobody's claim
+            return ""
 
     # --- transitions ----------------------------------------------------------------------
     def claim(self, task_id: str) -> bool:
@@ -267,10 +303,7 @@ class TaskStore:
                     pass
                 return False
         finally:
-            try:
-                os.unlink(grave)
-            except FileNotFoundError:
-                pass
+            _remove_grave(grave)
         return self.claim(task_id) if not os.path.exists(path) else False
 
     def _create_claim(self, path: str, task_id: str) -> bool:
@@ -345,6 +378,8 @@ class TaskStore:
                 os.unlink(self._fail + task_id + _FAILED_SUFFIX)  # an earlier launch's failure
             except FileNotFoundError:
                 pass
+            except OSError:  # not a file: garbage that must not undo "done"
+                shutil.rmtree(self._fail + task_id + _FAILED_SUFFIX, ignore_errors=True)
         self.release(task_id)
         return won
 
@@ -368,11 +403,11 @@ class TaskStore:
             "launch": launch,
             "time": time.time(),
         }
+        path = self.failed_dir / f"{task_id}{_FAILED_SUFFIX}"
         if not self.is_done(task_id):
-            _write_atomic(
-                self.failed_dir / f"{task_id}{_FAILED_SUFFIX}",
-                json.dumps(record, sort_keys=True, indent=1).encode(),
-            )
+            if path.is_dir() and not path.is_symlink():  # garbage in its place: reported above
+                shutil.rmtree(path, ignore_errors=True)
+            _write_atomic(path, json.dumps(record, sort_keys=True, indent=1).encode())
         self.release(task_id)
 
     # --- heartbeat --------------------------------------------------------------------------

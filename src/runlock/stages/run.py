@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 from .._current import CurrentRun, get_current_run, pop_run, push_run
 from ..capture import seeding
 from ..capture.collectors import Collector, RunContext
-from ..capture.environment import capture_environment, hostname
+from ..capture.environment import capture_environment, hostname, process_start
 from ..capture.packages import inventory
 from ..config import ConfigOps, config_ops
 from ..config import plain as plainconfig
 from ..config.plain import PlainConfig
-from ..config.schema import Schema
-from ..errors import ConfigError, UsageError
+from ..config.schema import Schema, fill_secrets, scan_secrets
+from ..errors import ConfigError, RunDirError, RunDirLostError, RunlockError, UsageError
 from ..logs import logger, run_logging
 from ..record import lockfile
 from ..record.rundir import RunDir
@@ -76,6 +76,9 @@ class StageOptions:
     snapshot_include: tuple[str, ...] = ()
     snapshot_exclude: tuple[str, ...] = ()
     snapshot_max_file_mb: float = 10.0
+    #: how long a snapshot waits for another git command's .git/index.lock; past it the run
+    #: records HEAD and the reason instead of a snapshot
+    snapshot_lock_timeout_s: float = 10.0
     files_of_interest: tuple[str, ...] = ()
     #: record hashes of the run's output files at the end (for lineage and reproduce)
     hash_outputs: bool = True
@@ -85,6 +88,14 @@ class StageOptions:
     console: bool = True
     #: the user's collectors (lock sections), after the built-in ones; each serves every run
     collectors: tuple[Collector, ...] = ()
+
+    def __post_init__(self) -> None:
+        # The name becomes a directory and a ${stage} value: checked once, at decoration, and
+        # never interpolated. A plain identifier (a function name) needs no import.
+        if not (isinstance(self.name, str) and self.name.isidentifier()):
+            from ..record.safe import check_name
+
+            check_name(self.name, source="@runlock.stage(name=...)")
 
 
 @dataclass
@@ -159,7 +170,9 @@ def _dir_template(options: StageOptions, cfg: DictConfig | PlainConfig, *, exper
     root = results_root(options.root)
     parts = [str(root), "${stage}"]
     if experiment:
-        parts.append(experiment)
+        from ..record.safe import check_experiment  # only runs of a named experiment pay
+
+        parts.append(check_experiment(experiment, source="the experiment of the run"))
     parts.append("${now:%Y%m%d-%H%M%S}")
     return "/".join(parts), field_name
 
@@ -200,7 +213,14 @@ def place_run_dir(
 
 
 class LockWriter:
-    """Serialises lock rewrites (start, heartbeat, end) from several threads."""
+    """Serialises lock rewrites (start, sections as they become known, heartbeat, end) from
+    several threads: one writer at a time, each an atomic rewrite of the whole lock.
+
+    After the first write the run directory must stay: a rewrite never creates it again, and
+    a lock that is gone (``runlock rm`` of a run it took for crashed) sets :attr:`vanished`;
+    the heartbeat then stops and the end of the run fails loudly instead of "completing" with
+    its outputs gone.
+    """
 
     def __init__(self, path: Path, data: dict[str, Any]) -> None:
         self.path = path
@@ -208,18 +228,65 @@ class LockWriter:
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._written = False
+        self._final = False
+        #: why the lock can no longer be written where it was (None while all is well)
+        self.vanished: str | None = None
 
-    def write(self, *, durable: bool = False, **updates: Any) -> None:
+    def set(self, key: str, value: Any) -> None:
+        """Set a section without writing (the next write carries it)."""
         with self._mutex:
+            self.data[key] = value
+
+    def write(self, *, durable: bool = False, final: bool = False, force: bool = False, **updates: Any) -> None:
+        """Rewrite the lock with ``updates``; a no-op once a ``final`` write succeeded.
+        Raises :class:`RunDirLostError` when the lock vanished (``force``: write it anyway,
+        into the directory if it still exists, e.g. re-created by the stage's own writes)."""
+        with self._mutex:
+            if self._final:
+                return
             self.data.update(updates)
             self.data["heartbeat"] = _iso(datetime.now(UTC))
-            lockfile.dump_lock(self.data, self.path, durable=durable)
+            if self._written and self.vanished is None and not os.path.exists(self.path):
+                self.vanished = f"its run.lock ({self.path}) was deleted while the run was going on"
+            if self.vanished is not None and not force:
+                raise RunDirLostError(f"Run {self.data.get('id')}: {self.vanished}.")
+            try:
+                # a shallow copy (atomic under the GIL): the main thread may add a section meanwhile
+                lockfile.dump_lock(
+                    dict(self.data), self.path, durable=durable, create_parents=not self._written,
+                    reserve=not final,  # room for the final status on a full disk
+                )
+            except FileNotFoundError as exc:
+                if not self._written:
+                    raise
+                self.vanished = f"its directory {self.path.parent} was deleted while the run was going on"
+                raise RunDirLostError(f"Run {self.data.get('id')}: {self.vanished}.") from exc
+            self._written = True
+            self._final = final
 
-    def start_heartbeat(self, interval_s: float = HEARTBEAT_S) -> None:
+    def publish(self, key: str, value: Any) -> None:
+        """A collector's section, known now (the snapshot, the data hashes): into the lock at once,
+        so that a run killed by SIGKILL or the OOM killer keeps its code and data provenance."""
+        with self._mutex:
+            if self._final:
+                return
+            self.data[key] = value
+        try:
+            self.write()
+        except OSError:  # a full disk or a vanished directory: the end of the run reports it
+            pass
+
+    def start_heartbeat(self, interval_s: float | None = None) -> None:
+        interval = heartbeat_s() if interval_s is None else interval_s
+
         def beat() -> None:
-            while not self._stop.wait(interval_s):
+            while not self._stop.wait(interval):
                 try:
                     self.write()
+                except RunDirLostError as exc:
+                    logger.error("%s The run will be recorded as failed.", exc)
+                    return  # nothing to beat for: the end of the run fails loudly
                 except OSError:  # a full disk must not kill the run; the end write will tell
                     pass
 
@@ -228,6 +295,26 @@ class LockWriter:
 
     def stop_heartbeat(self) -> None:
         self._stop.set()
+
+
+def heartbeat_s() -> float:
+    """Seconds between heartbeats: :data:`HEARTBEAT_S`, or ``$RUNLOCK_HEARTBEAT_S`` (tests)."""
+    value = os.environ.get("RUNLOCK_HEARTBEAT_S")
+    try:
+        return max(0.05, float(value)) if value else HEARTBEAT_S
+    except ValueError:
+        return HEARTBEAT_S
+
+
+_PID_START: list[tuple[int, str | None]] = []
+
+
+def _own_pid_start() -> str | None:
+    """This process's start (``capture.environment.process_start``), read once per process."""
+    pid = os.getpid()
+    if not _PID_START or _PID_START[0][0] != pid:  # a forked worker is another process
+        _PID_START[:] = [(pid, process_start(pid))]
+    return _PID_START[0][1]
 
 
 def _result_section(rd: RunDir, value: Any) -> dict[str, Any] | None:
@@ -326,6 +413,8 @@ class ActiveRun:
         self._metrics_token: Any = None
         self.seeded: list[str] = []
         self.closed = False
+        #: config values "<secret: ENV>" to fill in from the environment in the stage's argument
+        self.has_secrets = False
 
     @property
     def id(self) -> str:
@@ -353,11 +442,13 @@ class ActiveRun:
         collectors: list[Collector] | None = None,
         handle_sigterm: bool = True,
         reuse_dir: Path | None = None,
+        run_dir: Path | None = None,
     ) -> ActiveRun:
         """Resolve, seed, create the directory, write config.yaml and the ``running`` lock.
 
         ``reuse_dir``: resume the run in that directory (same id; a task map re-launched or a
-        requeued job) instead of creating a new one.
+        requeued job) instead of creating a new one. ``run_dir``: a new run in that existing
+        directory, as given (pycrumbs' placement: the caller made it and keeps earlier locks).
         """
         started = time.perf_counter()
         now_local = datetime.now().astimezone()
@@ -387,22 +478,40 @@ class ActiveRun:
                 resolved[options.seed_field] = seed
                 altered[options.seed_field] = seed
 
-        target, dir_field = place_run_dir(options, resolved, now=now_local, run_id=run_id, experiment=experiment)
+        # "<secret: ENV>" values: checked before anything is written, filled in only in the
+        # stage's argument; secret-looking values in clear are warned about
+        secret_keys, clear_keys = scan_secrets(ops.to_plain(resolved))
+        missing = sorted({env for env in secret_keys.values() if env not in os.environ})
+        if missing:
+            keys = ", ".join(k for k, env in secret_keys.items() if env in missing)
+            raise ConfigError(
+                f"config {keys} is a secret read from the environment, and "
+                f"{', '.join('$' + m for m in missing)} is not set.",
+                hint=f"export {missing[0]}=... (it is never written into the run's records).")
+        if run_dir is not None:
+            target, dir_field = Path(run_dir).absolute(), None
+        else:
+            target, dir_field = place_run_dir(options, resolved, now=now_local, run_id=run_id, experiment=experiment)
         for name in (dir_field, options.inject_dir):
             if name and name not in resolved:
                 raise ConfigError(f"inject_dir '{name}' is not a config key.")
-        rd = RunDir(Path(reuse_dir).absolute()) if reuse_dir is not None else RunDir.create(target)
+        # What the lock needs that takes time, before the directory exists: the lock follows
+        # its creation at once (a kill in between leaves no directory ls and rm cannot see).
+        packages, editable = inventory()
+        environment = capture_environment()
+        if reuse_dir is not None:
+            rd = RunDir(Path(reuse_dir).absolute())
+        else:
+            rd = RunDir(target) if run_dir is not None else RunDir.create(target)
         for name in {n for n in (dir_field, options.inject_dir) if n}:
             with ops.writable(resolved):
                 resolved[name] = str(rd.path)
             altered[name] = str(rd.path)
 
-        rd.write(rd.config.name, ops.to_yaml(resolved), durable=False)  # also in the (fsynced) final lock
         plain_cfg = ops.to_plain(resolved)
         info = dict(info)
         info["parameters"] = called_params if called_params is not None else ops.unresolved(cfg)
         info["altered_parameters"] = altered
-        packages, editable = inventory()
         lock: dict[str, Any] = {
             "schema": lockfile.SCHEMA_VERSION,
             "id": run_id,
@@ -411,13 +520,14 @@ class ActiveRun:
             "run_dir": str(rd.path),
             "experiment": experiment,
             "pid": os.getpid(),
+            "pid_start": _own_pid_start(),  # with the pid: this process, not a later one
             "hostname": hostname(),
             "heartbeat": None,
             "timing": {"start": _iso(now_local), "end": None, "duration_s": None},
             "function": info,
             "config": plain_cfg,
             "seed": seed,
-            "environment": capture_environment(),
+            "environment": environment,
             "packages": packages,
             "editable": editable,
         }
@@ -425,6 +535,16 @@ class ActiveRun:
             lock["resumed"] = [*previous.get("resumed", []), _iso(datetime.now().astimezone())]
         if extra_lock:
             lock.update(extra_lock)
+        writer = LockWriter(rd.lock, lock)
+        try:
+            writer.write()  # from here on the directory is a run that ls and rm list
+        except OSError as exc:
+            if reuse_dir is None and run_dir is None:
+                _remove_new_dir(rd.path)
+            raise RunDirError(
+                f"Cannot write the lock of run {run_id} in {rd.path}: {exc.strerror or exc}.",
+                hint="Free disk space, or choose a writable location (save_dir= / --root / RUNLOCK_RESULTS).",
+            ) from exc
         ctx = RunContext(
             run_id=run_id,
             stage=options.name,
@@ -435,30 +555,48 @@ class ActiveRun:
             options=options,
             source_file=source_file,
             lock=lock,
+            publish=writer.publish,
         )
         active = list(collectors if collectors is not None else default_collectors(options))
         stack = ExitStack()
-        # logging first: collectors' background threads log warnings into run.log
-        stack.enter_context(run_logging(rd.log, level=options.log_level, console=options.console))
-        logger.info("run %s of stage %s in %s", run_id, options.name, rd.path)
         try:
+            rd.write(rd.config.name, ops.to_yaml(resolved), durable=False)  # also in the (fsynced) final lock
+            # logging first: collectors' background threads log warnings into run.log
+            stack.enter_context(run_logging(rd.log, level=options.log_level, console=options.console))
+        except BaseException as exc:
+            failure = _failed_at_start(writer, ctx, exc, stack)
+            if failure is exc:
+                raise
+            raise failure from exc
+        logger.info("run %s of stage %s in %s", run_id, options.name, rd.path)
+        if clear_keys:
+            clear_warning = (
+                f"config {', '.join(clear_keys)} look(s) like a secret written in clear into "
+                "run.lock and config.yaml (and pushed with them): use runlock.Secret(\"ENV_NAME\")")
+            ctx.warnings.append(clear_warning)
+            logger.warning("runlock: %s", clear_warning)
+        try:
+            changed = False
             for c in active:
                 try:
                     section = c.start(ctx)
                     if section is not None:
-                        lock[c.key] = section
+                        writer.set(c.key, section)
+                        changed = True
                 except Exception as exc:  # noqa: BLE001 - a collector never fails the run
                     if getattr(exc, "fatal", False):
-                        _write_failed_at_start(rd, lock, ctx, exc)
                         raise
                     ctx.warnings.append(f"{c.key}: {type(exc).__name__}: {exc}")
-            writer = LockWriter(rd.lock, lock)
-            writer.write()
-        except BaseException:
-            stack.close()
-            raise
+            if changed:
+                writer.write()
+        except BaseException as exc:
+            failure = _failed_at_start(writer, ctx, exc, stack)
+            if failure is exc:
+                raise
+            raise failure from exc
         writer.start_heartbeat()
         run = cls(rd, lock, ctx, active, writer, resolved, seed, started, ops)
+        run.has_secrets = bool(secret_keys)
         run._stack = stack
         if handle_sigterm:
             run._stack.enter_context(_sigterm_as_interrupt())
@@ -486,7 +624,7 @@ class ActiveRun:
                 try:
                     result = _result_section(rd, value)
                     if result is not None:
-                        lock["result"] = result
+                        self.writer.set("result", result)
                 except OSError as exc:
                     error = exc
             if error is not None:
@@ -499,7 +637,7 @@ class ActiveRun:
                 try:
                     section = c.finish(ctx)
                     if section is not None:
-                        lock[c.key] = section
+                        self.writer.set(c.key, section)
                 except Exception as exc:  # noqa: BLE001
                     ctx.warnings.append(f"{c.key}: {type(exc).__name__}: {exc}")
         finally:
@@ -517,18 +655,65 @@ class ActiveRun:
                 lock["seeded"] = self.seeded
             if ctx.warnings:
                 lock["warnings"] = list(ctx.warnings)
-            self.writer.write(
-                durable=True,
-                status=status,
-                timing={
-                    "start": _iso(ctx.start),
-                    "end": _iso(end),
-                    "duration_s": round((end - ctx.start).total_seconds(), 6),
-                },
-            )
+            try:
+                self.writer.write(
+                    durable=True,
+                    final=True,
+                    status=status,
+                    timing={
+                        "start": _iso(ctx.start),
+                        "end": _iso(end),
+                        "duration_s": round((end - ctx.start).total_seconds(), 6),
+                    },
+                )
+            except OSError as exc:  # the directory vanished, or the disk is full
+                status, error = self._final_write_failed(exc, error)
+                tb_text = "".join(traceback.format_exception(type(error), error, _user_frames(error.__traceback__)))
         _finish_tracking(self._metrics_token, lock)
         self.outcome = Outcome(ctx.run_id, rd.path, status, value, error, tb_text, {}, lock)
         return self.outcome
+
+
+    def _final_write_failed(self, exc: OSError, error: BaseException | None) -> tuple[str, BaseException]:
+        """The final lock could not be written: the run fails loudly, with the reason, recorded
+        where the lock can still be written (in place as a last resort on a full disk)."""
+        lost = exc if isinstance(exc, RunDirLostError) else RunDirLostError(
+            f"Run {self.ctx.run_id}: its final lock could not be written to {self.rd.lock}: "
+            f"{exc.strerror or exc}.",
+            hint="Free disk space (or fix the permissions); the run's outputs may be incomplete.",
+        )
+        if error is None:
+            error = lost
+        else:  # the stage's own error stays the run's error; the lost lock is a warning
+            self.ctx.warnings.append(str(lost))
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        logger.error("%s", lost)
+        updates: dict[str, Any] = {
+            "status": status,
+            "error": {
+                "type": f"{type(error).__module__}.{type(error).__qualname__}",
+                "message": str(error),
+                "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+            },
+        }
+        if self.ctx.warnings:
+            updates["warnings"] = list(self.ctx.warnings)
+        try:
+            self.writer.write(durable=True, final=True, force=True, **updates)
+        except OSError:
+            # In place, into the room the running lock kept: the reason and the end time (the
+            # traceback and the outputs manifest only if they fit too).
+            slim = dict(self.lock)
+            slim["error"] = {**updates["error"], "message": str(error)[:500], "traceback": None}
+            slim.pop("outputs", None)
+            try:
+                try:
+                    lockfile.rewrite_lock_in_place(dict(self.lock), self.rd.lock)
+                except OSError:
+                    lockfile.rewrite_lock_in_place(slim, self.rd.lock)
+            except OSError as again:
+                logger.error("run %s: its failure could not be recorded either: %s", self.ctx.run_id, again)
+        return status, error
 
 
 def execute(
@@ -564,6 +749,8 @@ def execute(
     captured: dict[str, Any] = {}
     try:
         arg = run.config_ops.to_argument(run.resolved, schema)
+        if run.has_secrets:
+            arg = fill_secrets(arg)
         call_args: tuple[Any, ...] = (arg,) if schema.mode == "dataclass" else ()
         call_kwargs: dict[str, Any] = {} if schema.mode == "dataclass" else dict(arg)
         if capture_locals:
@@ -591,23 +778,43 @@ def _user_frames(tb: Any) -> Any:
     return tb
 
 
-def _write_failed_at_start(rd: RunDir, lock: dict[str, Any], ctx: RunContext, error: BaseException) -> None:
-    """A fatal collector error (e.g. a missing data input) stops the run before the stage
-    function is called. Its directory exists already: leave a final lock saying why."""
+def _failed_at_start(writer: LockWriter, ctx: RunContext, error: BaseException, stack: ExitStack) -> BaseException:
+    """The run stops before the stage function is called (a missing data input, a full disk,
+    an unwritable directory): its lock says ``failed`` and why, where it can still be written.
+    Returns the error to raise: an OSError becomes a :class:`RunDirError` naming the run."""
     end = datetime.now().astimezone()
-    lock.update(
-        status="failed",
-        heartbeat=_iso(end),
-        timing={"start": _iso(ctx.start), "end": _iso(end), "duration_s": round((end - ctx.start).total_seconds(), 6)},
-        error={
-            "type": f"{type(error).__module__}.{type(error).__qualname__}",
-            "message": str(error),
-            "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
-        },
-    )
     if ctx.warnings:
-        lock["warnings"] = list(ctx.warnings)
-    lockfile.dump_lock(lock, rd.lock)
+        writer.set("warnings", list(ctx.warnings))
+    try:
+        writer.write(
+            durable=True,
+            final=True,
+            force=True,
+            status="interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
+            timing={"start": _iso(ctx.start), "end": _iso(end), "duration_s": round((end - ctx.start).total_seconds(), 6)},
+            error={
+                "type": f"{type(error).__module__}.{type(error).__qualname__}",
+                "message": str(error),
+                "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+            },
+        )
+    except OSError:
+        logger.error("run %s failed at its start and its lock could not say so", ctx.run_id)
+    stack.close()
+    if isinstance(error, OSError) and not isinstance(error, RunlockError):
+        return RunDirError(
+            f"Run {ctx.run_id} could not write into {ctx.run_dir}: {error.strerror or error}.",
+            hint="Free disk space, or choose a writable location (save_dir= / --root / RUNLOCK_RESULTS).",
+        )
+    return error
+
+
+def _remove_new_dir(path: Path) -> None:
+    """Remove a run directory this process just created and could not give a lock (a full
+    disk): a directory without a lock is invisible to ``ls`` and ``rm``."""
+    import shutil  # only on this failure path
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _activate_metrics(run_dir: Path, lock: dict[str, Any], root: Path) -> Any:

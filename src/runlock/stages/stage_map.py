@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._current import CurrentRun, get_current_run, pop_run, push_run
 from ..config import omega as cfgmod
+from ..config.schema import fill_secrets
 from ..errors import ConfigError, RunlockError, TaskError
 from .run import ActiveRun
 
@@ -98,7 +99,7 @@ class _TaskRunner:
         out_dir.mkdir(parents=True, exist_ok=True)
         if seed_field and seed_field in resolved and resolved[seed_field] is not None:
             seeding.apply_seed(int(resolved[seed_field]))
-        arg = cfgmod.to_argument(resolved, stage.schema)
+        arg = fill_secrets(cfgmod.to_argument(resolved, stage.schema))  # "<secret: ENV>" values
         ctx = TaskRun(self.run_id, task_id, out_dir, self.run_dir, parent=get_current_run(silent=True))
         push_run(ctx)
         try:

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import _subprocess
 from ..errors import RemoteError
-from ..redact import is_secret_name, redact_text
+from ..redact import is_secret_name, redact_remote, redact_text
 
 INSTALL_HINT = "install rclone: `apt-get install rclone` or see https://rclone.org/install/"
 #: rclone exit codes (https://rclone.org/docs/#exit-code)
@@ -92,7 +92,7 @@ def _secrets() -> list[str]:
 
 def redact(text: str) -> str:
     """Scrub credentials (URL users, inline ``pass=...``, rclone env secrets) out of ``text``."""
-    text = _INLINE_SECRET.sub(lambda m: f"{m.group('k')}{m.group('sep')}***", text)
+    text = _INLINE_SECRET.sub(lambda m: f"{m.group('k')}{m.group('sep')}***", redact_remote(text))
     return redact_text(text, _secrets())
 
 

@@ -41,11 +41,13 @@ from ..errors import (
     LineageError,
     RemoteError,
     RunNotFoundError,
+    UnsafeNameError,
     UsageError,
 )
 from ..record.lock import Lock
 from ..record.lockfile import load_lock
-from ..record.rundir import atomic_write
+from ..record.rundir import LOCK_NAME, atomic_write
+from ..record.safe import check_name, check_run_id, confined
 from ..record.walk import iter_run_dirs
 from ..settings import project_settings, results_root
 from . import rclone
@@ -313,6 +315,7 @@ def store_lineage(index: dict[str, StoreEntry], ref: str, remote: str) -> list[S
     while todo:
         cur = todo.pop(0)
         for uid in cur.upstream:
+            check_run_id(uid, source=f"the upstream of run {cur.id!r} in the store index")
             if uid in out:
                 continue
             if uid not in index:
@@ -438,6 +441,9 @@ def push(
     head = find_local_run(run, root)
     lineage = local_lineage(head, root)
     report = PushReport(rclone.redact(store))
+    for r in lineage:  # ids and stages name store paths: all checked before anything is sent
+        check_run_id(r.id, source=os.fspath(r.path / LOCK_NAME))
+        check_name(r.stage, source=os.fspath(r.path / LOCK_NAME))
     for r in lineage:
         if r.view.status == "running":
             raise UsageError(
@@ -495,7 +501,7 @@ def push(
         )
         line = json.dumps(entry.to_dict(), sort_keys=True) + "\n"
         if local is not None:  # a plain directory: no need to start rclone for one small file
-            atomic_write(local / INDEX_DIR / f"{r.id}.json", line)
+            atomic_write(confined(local, INDEX_DIR, f"{r.id}.json", what="index entry"), line)
         else:
             rclone.rcat(rclone.join(store, INDEX_DIR, f"{r.id}.json"), line)
         report.runs.append(Moved(r.id, r.path, rclone.redact(dest), stats, "copied"))
@@ -513,13 +519,34 @@ class PullReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def _target(root: Path, e: StoreEntry) -> Path:
-    rel = e.relpath
-    if rel:
-        p = Path(rel)
-        if not p.is_absolute() and ".." not in p.parts:
-            return root / p
-    return root / e.stage / e.id
+_COMMIT_CHARS = frozenset("0123456789abcdef")
+
+
+def _check_entry(e: StoreEntry, remote: str) -> None:
+    """Everything of a store entry that names a path or a git object, checked before a pull
+    touches anything (a forged entry once made ``pull --force`` replace the user's ``src/``)."""
+    where = f"the index entry of run {e.id!r} on {rclone.redact(remote)}"
+    check_run_id(e.id, source=f"an index entry on {rclone.redact(remote)}")
+    check_name(e.stage, source=where)
+    if e.commit is not None and not (
+        isinstance(e.commit, str) and 4 <= len(e.commit) <= 64 and set(e.commit) <= _COMMIT_CHARS
+    ):
+        raise UnsafeNameError(f"The commit {e.commit!r} (from {where}) is not a git object id; "
+                              "refused.")
+
+
+def _target(root: Path, e: StoreEntry, remote: str = "") -> Path:
+    """Where a pulled run goes: its recorded ``relpath`` (else ``<stage>/<id>``), always strictly
+    inside the results root, symlinks resolved (UnsafePathError otherwise)."""
+    where = f"the index entry of run {e.id!r} on {rclone.redact(remote)}"
+    if e.relpath:
+        return confined(root, str(e.relpath), what="relpath", source=where)
+    return confined(root, e.stage, e.id, what="run path", source=where)
+
+
+def _is_run_dir(path: Path) -> bool:
+    """A run (its run.lock) or a link (a pulled run): what ``--force`` may replace."""
+    return path.is_symlink() or (path / LOCK_NAME).is_file()
 
 
 def _same_as_store(local: Path, src: str, e: StoreEntry) -> bool:
@@ -544,8 +571,9 @@ def _install(tmp: Path, target: Path, force: bool) -> str:
     """Rename the complete ``tmp`` into place (replacing ``target`` only under force)."""
     action = "copied"
     if target.exists() or target.is_symlink():
-        if not force:  # appeared meanwhile
-            raise RemoteError(f"{target} appeared while pulling; not replaced.", hint="--force")
+        if not force or not _is_run_dir(target):  # appeared meanwhile
+            raise RemoteError(f"{target} appeared while pulling; not replaced.",
+                              hint="move it away and pull again")
         aside = target.with_name(f".{target.name}.runlock-replaced")
         _remove(aside)
         os.replace(target, aside)
@@ -586,10 +614,17 @@ def pull(
     report = PullReport(rclone.redact(store))
     local_store = None if copy else rclone.local_path(store)
 
+    for e in lineage:  # every entry checked before anything is touched
+        _check_entry(e, store)
     plans: list[tuple[StoreEntry, str, Path]] = []
     for e in lineage:
         src = rclone.join(store, RUNS_DIR, e.id)
-        target = _target(root, e)
+        target = _target(root, e, store)
+        if (target.exists() or target.is_symlink()) and not _is_run_dir(target):
+            raise RemoteError(
+                f"{target} exists and is not a run directory; run {e.id} is not pulled there.",
+                hint="move it away and pull again (--force only ever replaces run directories)",
+            )
         if (target.exists() or target.is_symlink()) and not force and not _same_as_store(
             target, src, e
         ):
@@ -605,7 +640,7 @@ def pull(
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         if local_store is not None:
-            store_dir = local_store / RUNS_DIR / e.id
+            store_dir = confined(local_store, RUNS_DIR, e.id, what="store path")
             bad = verify_run_data(store_dir, Lock.from_dict(load_lock(store_dir)))
             if bad:
                 raise DataError(
@@ -696,6 +731,8 @@ def remove_remote(
     store = resolve_remote(remote)
     index = read_index(store)
     doomed = [_match_id(index, r, store) for r in run_ids]
+    for e in doomed:  # the id names what is purged: a forged one could name the whole store
+        check_run_id(e.id, source=f"an index entry on {rclone.redact(store)}")
     ids = {e.id for e in doomed}
     if not force:
         for e in index.values():

@@ -27,10 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from .. import _subprocess, git
-from ..errors import DataError, GitError, LineageError, RemoteError, RunlockError, UsageError
+from ..errors import (
+    DataError,
+    GitError,
+    LineageError,
+    RemoteError,
+    RunlockError,
+    UnsafeNameError,
+    UnsafePathError,
+    UsageError,
+)
 from ..record.lock import Lock
 from ..record.lockfile import load_lock
 from ..record.rundir import CONFIG_NAME, LOCK_NAME, LOG_NAME, RESULT_JSON, RESULT_PKL, STATE_DIR
+from ..record.safe import confined
 from ..settings import results_root
 from .remote import (
     LocalRun,
@@ -146,6 +156,13 @@ def _import_spec(lock: Lock, worktree: Path) -> dict[str, Any]:
                          "(function.module / qualname / source_file).")
     if module.startswith("__runlock_main_"):  # a script's sweep point (locks before 0.1.0)
         module = "__main__"
+    where = f"the lock of run {lock.id}"
+    # Only code of the run's snapshot may run: the names are checked here, before the child
+    # imports anything, and the child checks each module's origin before importing it.
+    for what, dotted in (("function.module", module), ("function.qualname", qualname)):
+        if not all(p.isidentifier() for p in str(dotted).split(".")):
+            raise UnsafeNameError(f"{what} {dotted!r} (from {where}) is not a dotted Python name; "
+                                  "refused.", hint="the lock was edited or forged; nothing was run")
     src = Path(source)
     if src.is_absolute():
         try:
@@ -155,26 +172,59 @@ def _import_spec(lock: Lock, worktree: Path) -> dict[str, Any]:
                 f"The stage of run {lock.id} lives outside its git repository "
                 f"({source}); its source is not in the snapshot.",
             ) from None
-    file = worktree / src
+    file = confined(worktree, src, what="function.source_file", source=where)
+    if not file.resolve().is_relative_to(worktree.resolve()):  # a symlink in the snapshot
+        raise UnsafePathError(f"function.source_file {source!r} (from {where}) resolves to "
+                              f"{file.resolve()}, outside the source snapshot; refused.")
     if not file.is_file():
         raise GitError(f"{src} is not in the source snapshot of run {lock.id}.")
     paths = [str(worktree)]
     if module != "__main__":
         parts = str(module).split(".")
+        named = file.parent.parts if file.name == "__init__.py" else file.with_suffix("").parts
+        if file.suffix != ".py" or tuple(named[-len(parts):]) != tuple(parts):
+            raise UnsafeNameError(
+                f"function.module {module!r} (from {where}) does not name its source file "
+                f"{src}; refused.", hint="the lock was edited or forged; nothing was run")
         depth = len(parts) if file.name == "__init__.py" else len(parts) - 1
-        if depth < len(file.parents):
-            paths.insert(0, str(file.parents[depth]))
+        paths.insert(0, str(file.parents[depth]))
     return {"module": module, "qualname": qualname, "file": str(file), "sys_path": paths,
             "worktree": str(worktree)}
 
 
 # The child: import the stage from the worktree and invoke it with the recorded config.
 _DRIVER = r"""
-import importlib, importlib.util, json, sys, traceback
+import importlib, importlib.util, json, os, sys, traceback
+from runlock.stages.decorator import Stage
 spec = json.load(open(sys.argv[1]))
 sys.path[:0] = spec["sys_path"]
 out = {}
+wt = os.path.realpath(spec["worktree"]) + os.sep
+
+class Refused(Exception):
+    pass
+
+def origin(name):
+    # where `name` would be imported from, without running it (its parents are, from the
+    # snapshot: they were checked first)
+    m = sys.modules.get(name)
+    if m is not None:
+        return [getattr(m, "__file__", None) or ""]
+    s = importlib.util.find_spec(name)
+    if s is None:
+        return [""]
+    return [s.origin] if s.origin and s.has_location else list(s.submodule_search_locations or [""])
+
 try:
+    if spec["module"] != "__main__":
+        parts = spec["module"].split(".")
+        for i in range(1, len(parts) + 1):
+            name = ".".join(parts[:i])
+            where = origin(name)
+            if not any(os.path.realpath(w).startswith(wt) for w in where if w):
+                raise Refused(f"{name} would be imported from {where[0] or 'nowhere'}, not from "
+                              "the run's source snapshot; refused")
+            importlib.import_module(name)
     if spec["module"] == "__main__":
         s = importlib.util.spec_from_file_location("__runlock_reproduce__", spec["file"])
         mod = importlib.util.module_from_spec(s)
@@ -186,8 +236,8 @@ try:
     obj = mod
     for part in spec["qualname"].split("."):
         obj = getattr(obj, part)
-    if not hasattr(obj, "invoke"):
-        raise TypeError(f"{spec['module']}.{spec['qualname']} is not a runlock stage (no .invoke)")
+    if not isinstance(obj, Stage):
+        raise Refused(f"{spec['module']}.{spec['qualname']} is not a runlock stage; refused")
     kw = {"extra_lock": spec["extra_lock"]}
     if spec.get("save_dir"):
         kw["save_dir"] = spec["save_dir"]
@@ -195,6 +245,8 @@ try:
     out["run_dir"] = str(outcome.run_dir)
     err = getattr(outcome, "error", None)
     out["error"] = None if err is None else f"{type(err).__name__}: {err}"
+except Refused as exc:
+    out["refused"] = str(exc)
 except BaseException as exc:
     out["failed"] = "".join(traceback.format_exception(exc))
 json.dump(out, open(spec["out"], "w"))
@@ -216,6 +268,9 @@ def _run_stage(spec: dict[str, Any], *, cwd: Path, root: Path) -> dict[str, Any]
         except (OSError, ValueError):
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
             raise RunlockError(f"The reproduction process died (exit {proc.returncode}):\n{tail}") from None
+    if "refused" in out:
+        raise UnsafeNameError(f"Reproduce runs only code of the run's snapshot: {out['refused']}.",
+                              hint="the lock was edited or forged")
     if "failed" in out:
         raise RunlockError(f"Could not start the stage from the snapshot:\n{out['failed'].strip()}")
     return out

@@ -169,7 +169,9 @@ class TrackingSession:
         self._warnings: list[str] = []
         self._started = threading.Event()  # start() returned (fine or not)
         self._start_ok = False
-        self._worker = None if self._null else Worker(name=f"runlock-{self.tracker.name}")
+        # a user's tracker may lack ``name``: that must not fail the run either
+        self._name = str(getattr(self.tracker, "name", None) or type(self.tracker).__name__)
+        self._worker = None if self._null else Worker(name=f"runlock-{self._name}")
         self.logger = MetricsLogger(
             self.run_dir, forwarder=None if self._null else self._forward, worker=self._worker
         )
@@ -201,7 +203,7 @@ class TrackingSession:
         self._warnings.append(message)
 
     def _label(self) -> str:
-        return f"tracker {self.tracker.name!r}"
+        return f"tracker {self._name!r}"
 
     def _start(self, lock: dict[str, Any]) -> None:
         try:
@@ -316,6 +318,8 @@ def activate_for_run(
             tracker = default_tracker(root=root)
         except RunlockError as exc:  # a bad tracker setting must not stop the stage
             tracker, problem = NullTracker(), f"tracking disabled: {exc}"
+        except Exception as exc:  # noqa: BLE001 - nor a user's tracker class that raises
+            tracker, problem = NullTracker(), f"tracking disabled: {type(exc).__name__}: {exc}"
     session = TrackingSession(Path(run_dir), lock, tracker, activate_logger=activate_logger)
     if problem is not None:
         session.add_warning(problem)

@@ -36,7 +36,7 @@ from ..errors import LockFileError, MissingDependencyError, RunlockError
 from ..record.lock import Lock, Upstream
 from ..record.lockfile import load_lock
 from ..record.rundir import CONFIG_NAME, LOCK_NAME, LOG_NAME, RESULT_JSON, STATE_DIR
-from ..redact import REDACTED, is_secret_name, redact_text, redact_url
+from ..redact import REDACTED, is_secret_name, redact_remote, redact_text, redact_url
 from ..settings import project_settings, results_root
 from .metrics import BATCH_SIZE, MetricRecord, read_metrics
 
@@ -234,7 +234,7 @@ def _redact_flat(flat: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in flat.items():
         leaf = k.rsplit(".", 1)[-1]
-        out[k] = REDACTED if is_secret_name(leaf) and v not in ("null", "") else redact_url(v)
+        out[k] = REDACTED if is_secret_name(leaf) and v not in ("null", "") else redact_remote(v)
     return out
 
 
@@ -492,7 +492,7 @@ class _RunLogger:
             tags["runlock.error.message"] = redact_text(str(lock.error.message))
         if lock.warnings:
             tags["runlock.warnings"] = redact_text("\n".join(lock.warnings))
-        return {k: redact_url(v) for k, v in tags.items()}
+        return {k: redact_remote(v) for k, v in tags.items()}
 
     def _upstream_run(self, up: Upstream) -> str | None:
         """The MLflow run of an upstream run, when it was logged to this store (a link)."""
