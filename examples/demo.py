@@ -1,7 +1,8 @@
 """The runlock demo: a real (small) scikit-learn stage, run like a user would from a shell.
 
 It copies examples/train.py into a scratch git repository, then runs, printing each command:
-one run, a sweep over C run as parallel tasks, `runlock ls` and `runlock diff`.
+one run, a sweep over C run as parallel tasks, a task map, a map interrupted (Ctrl-C) and
+resumed, an interactive `%run train.py key=value` in IPython, `runlock ls`, `diff` and `show`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -25,6 +28,31 @@ def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess
     if check and res.returncode != 0:
         raise SystemExit(f"demo step failed ({res.returncode}): {shlex.join(args)}")
     return res
+
+
+def interrupt_map(py: str, work: Path) -> list[str]:
+    """Start a map of four tasks, press Ctrl-C once a task is done; return the resume command."""
+    (work / "sizes.yaml").write_text("".join(f"- {0.2 + i / 20:.2f}\n" for i in range(4)))
+    args = [py, "train.py", "--map", "sizes.yaml", "--map-key", "test_size", "-q"]
+    print(f"\n$ {shlex.join(args)}   # then Ctrl-C", flush=True)
+    before = set((work / "results" / "train").iterdir())
+    # its own session: SIGINT to the group, as a terminal's Ctrl-C does
+    proc = subprocess.Popen(args, cwd=work, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    while proc.poll() is None:
+        new = set((work / "results" / "train").iterdir()) - before
+        if any(any((d / ".runlock" / "tasks" / "results").glob("*.pkl")) for d in new):
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+        time.sleep(0.05)
+    out, _ = proc.communicate()
+    print(out.rstrip(), flush=True)
+    hint = [line for line in out.splitlines() if "resume with: " in line]
+    if hint:
+        return shlex.split(hint[-1].split("resume with: ", 1)[1])
+    # it finished before the Ctrl-C landed: resuming a completed map is a no-op
+    (run_dir,) = set((work / "results" / "train").iterdir()) - before
+    return [*args, "--resume", str(run_dir)]
 
 
 def main() -> None:
@@ -55,6 +83,14 @@ def main() -> None:
     # parallel tasks inside ONE run: each task sets the test split size
     (work / "tasks.yaml").write_text("- 0.2\n- 0.3\n- 0.4\n- 0.5\n")
     sh(py, "train.py", "--map", "tasks.yaml", "--map-key", "test_size", "--jobs", "2", "-q", cwd=work)
+    # Ctrl-C on a map, then the one-line --resume command it prints: only what is not done runs
+    resume = interrupt_map(py, work)
+    sh(*resume, cwd=work)
+    # interactive: IPython's %run with arguments; the stage's locals land in the namespace
+    ipython = Path(py).with_name("ipython")
+    if ipython.exists():
+        sh(str(ipython), "--no-banner", "--colors=NoColor", "-c",
+           "%run train.py C=0.5 seed=1 -q\nprint(f'{acc=} (a local of the stage, now in the namespace)')", cwd=work)
     sh(*runlock_cli, "ls", "train", "--columns", "C,accuracy", cwd=work)
     runs = json.loads(sh(*runlock_cli, "ls", "train", "--json", "--status", "completed", cwd=work).stdout)
     runs.sort(key=lambda r: r["id"])

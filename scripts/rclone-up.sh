@@ -14,7 +14,8 @@ if ! command -v rclone >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone >/dev/null
 fi
 mkdir -p "$D/data" "$D/run" "$D/log"
-export RCLONE_CONFIG=/dev/null   # remotes come from the environment only
+: > "$D/rclone.conf"   # an empty config of our own: rclone may rewrite it, never /dev/null
+export RCLONE_CONFIG="$D/rclone.conf"   # remotes come from the environment only
 
 if ! { [ -s "$D/run/sftp.pid" ] && kill -0 "$(cat "$D/run/sftp.pid")" 2>/dev/null; }; then
   setsid rclone serve sftp --addr "127.0.0.1:$SFTP_PORT" --user "$U" --pass "$P" \
@@ -30,7 +31,7 @@ for _ in $(seq 1 50); do rclone lsf sftplocal: >/dev/null 2>&1 && break; sleep 0
 rclone lsf sftplocal: >/dev/null || { echo "sftp server not answering; see $D/log/sftp.log" >&2; exit 1; }
 cat <<EOT
 rclone $(rclone version | head -1 | cut -d' ' -f2) serving $D/data over SFTP on 127.0.0.1:$SFTP_PORT (user $U).
-  export RCLONE_CONFIG=/dev/null RCLONE_CONFIG_SFTPLOCAL_TYPE=sftp RCLONE_CONFIG_SFTPLOCAL_HOST=127.0.0.1 \\
+  export RCLONE_CONFIG=$D/rclone.conf RCLONE_CONFIG_SFTPLOCAL_TYPE=sftp RCLONE_CONFIG_SFTPLOCAL_HOST=127.0.0.1 \\
          RCLONE_CONFIG_SFTPLOCAL_PORT=$SFTP_PORT RCLONE_CONFIG_SFTPLOCAL_USER=$U RCLONE_CONFIG_SFTPLOCAL_PASS=$OBSCURED
   runlock push RUN --to sftplocal:runs;  runlock remote --remote sftplocal:runs ls
 Stop: $(dirname "$(readlink -f "$0")")/rclone-down.sh

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,18 @@ pytest_plugins = ["conftest_rclone", "conftest_slurm", "conftest_mlflow"]
 
 # Skip on a laptop, fail in CI (one helper, tests/_ci.py); re-exported for the test modules.
 from _ci import IN_CI, need_component, unavailable  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def _dev_null_stays_a_device() -> Iterator[None]:
+    """Fail the test that turns /dev/null into a plain file (as root, a tool renaming a temp file
+    over a path set to /dev/null does that): every later git, rclone or shell redirect would
+    read or keep old output, and the failure would show up far away."""
+    yield
+    import stat
+
+    if not stat.S_ISCHR(os.stat(os.devnull).st_mode):
+        pytest.fail(f"{os.devnull} is no longer a character device after this test")
 
 
 @pytest.fixture

@@ -37,10 +37,15 @@ def rclone_bin() -> str:
 
 
 @pytest.fixture(scope="session")
-def _rclone_session_env(rclone_bin: str) -> Iterator[None]:
+def _rclone_session_env(rclone_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     # No user config file: remotes come from the environment only (and no notice about it).
+    # An empty file of our own, never /dev/null: rclone saves its config by writing a temp file
+    # and renaming it over the config path, which as root replaced /dev/null with a plain file
+    # (and then git, reading "/dev/null", read old log lines as revisions).
+    config = tmp_path_factory.mktemp("rclone-config") / "rclone.conf"
+    config.write_text("")
     old = os.environ.get("RCLONE_CONFIG")
-    os.environ["RCLONE_CONFIG"] = "/dev/null"
+    os.environ["RCLONE_CONFIG"] = str(config)
     yield
     if old is None:
         os.environ.pop("RCLONE_CONFIG", None)

@@ -190,10 +190,10 @@ def test_resolve_id_prefix_path_and_errors(root: Path, tmp_path: Path) -> None:
         resolve_run(str(tmp_path / "missing" / "dir"), root)
 
     out = cli("--root", str(root), "show", "20261125T1200", cwd=tmp_path / "elsewhere")
-    assert out.returncode == 1
+    assert out.returncode == 2  # an ambiguous prefix is bad input
     assert "matches 2 runs" in out.stderr and a.name in out.stderr and b.name in out.stderr
     out = cli("--root", str(root), "show", "nope", cwd=tmp_path / "elsewhere")
-    assert out.returncode == 1 and "No run 'nope'" in out.stderr
+    assert out.returncode == 2 and "No run 'nope'" in out.stderr
 
 
 # -- show --------------------------------------------------------------------------------

@@ -50,12 +50,11 @@ def task(cfg: Cfg) -> str:
     return str(runlock.current_run().dir)
 
 
-def test_outside_a_run_both_raise_their_message() -> None:
+def test_outside_a_run_current_run_raises_and_log_metrics_is_a_no_op() -> None:
     with pytest.raises(RunlockError, match=r"^No run in progress\.") as info:
         runlock.current_run()
     assert info.value.hint == "Call this inside a @runlock.stage function or after runlock.start()."
-    with pytest.raises(RunlockError, match="outside a running stage"):
-        runlock.log_metrics({"loss": 1.0})
+    runlock.log_metrics({"loss": 1.0})  # the plain function stays plain (issue 13)
 
 
 def test_nested_stages_and_threads_share_one_stack(results: Path) -> None:

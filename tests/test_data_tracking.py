@@ -199,15 +199,12 @@ def test_missing_input_is_a_clear_error_naming_the_path(results: Path, tmp_path:
     assert STARTED == []  # the stage function never ran
 
 
-def test_missing_input_leaves_a_final_lock(results: Path, tmp_path: Path) -> None:
-    """The run directory exists when inputs are checked: its lock must say what happened
-    (needs run.py to write the failed lock on a fatal collector error)."""
-    with pytest.raises(InputNotFoundError):
+def test_missing_input_creates_no_run_directory(results: Path, tmp_path: Path) -> None:
+    """A missing input is bad input (exit 2): checked before the run directory is created."""
+    with pytest.raises(InputNotFoundError) as info:
         consume(data=str(tmp_path / "nope"))
-    for run_dir in (results / "consume").iterdir():
-        lock = load_lock(run_dir)
-        assert lock["status"] == "failed"
-        assert str(tmp_path / "nope") in lock["error"]["message"]
+    assert info.value.exit_code == 2
+    assert not (results / "consume").exists()
 
 
 def test_unknown_track_data_entry_names_key_and_path(results: Path) -> None:

@@ -44,9 +44,13 @@ NO_HINT = "Give a run id, a unique id prefix or a run directory"
 
 ROWS = [
     # (entry point, arguments ({tmp}: a fresh directory), exception type, message, exit code)
-    ("runlock", ["show", "nope"], RunNotFoundError, "No run 'nope' under {tmp}/results.", 1),
-    ("runlock", ["rm", "nope"], RunNotFoundError, "No run 'nope' under", 1),
-    ("runlock", ["lineage", "nope"], RunNotFoundError, NO_HINT, 1),
+    # an unknown run id or prefix is the user's input: exit 2 for every command that takes RUN
+    ("runlock", ["show", "nope"], RunNotFoundError, "No run 'nope' under {tmp}/results.", 2),
+    ("runlock", ["diff", "nope", "nope2"], RunNotFoundError, "No run 'nope' under", 2),
+    ("runlock", ["compare", "nope"], RunNotFoundError, "No run 'nope' under", 2),
+    ("runlock", ["rm", "nope"], RunNotFoundError, "No run 'nope' under", 2),
+    ("runlock", ["lineage", "nope"], RunNotFoundError, NO_HINT, 2),
+    ("runlock", ["ls", "--where", "lr>>1"], UsageError, "Cannot parse the filter 'lr>>1'", 2),
     ("runlock", ["ls", "--since", "soon"], UsageError, "Cannot read --since 'soon'.", 2),
     ("runlock", ["ls", "--status", "bogus"], UsageError, "hint: Use one of: running, completed", 2),
     ("stage", ["lrr=0.1"], ConfigKeyError, "Unknown config key 'lrr'", 2),
@@ -54,7 +58,7 @@ ROWS = [
     ("stage", ["lr"], ConfigError, "'lr' is not of the form key=value", 2),
     ("stage", ["--config", "{tmp}/missing.yaml"], ConfigError, "Config file not found", 2),
     ("stage", ["--map", "{tmp}/missing.yaml"], TaskError, "Task file not found: {tmp}/missing.yaml.", 2),
-    ("stage", ["--map", "{tmp}/tasks.txt", "--map-key", "lr", "--resume", "{tmp}"], RunlockError, "Cannot resume {tmp}: no run.lock there.", 1),
+    ("stage", ["--map", "{tmp}/tasks.txt", "--map-key", "lr", "--resume", "{tmp}"], UsageError, "--resume {tmp}: is not a run directory (no run.lock).", 2),
 ]
 
 

@@ -307,7 +307,7 @@ def test_cli(lineage: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixt
     assert capsys.readouterr().out.split() == [A, B]
     assert cli_main(["--root", str(tmp_path / "n"), "pull", B, "--no-code", "--copy"]) == 0
     assert "copied" in capsys.readouterr().out
-    assert cli_main(["pull", "nope"]) == 1
+    assert cli_main(["pull", "nope"]) == 2  # an unknown run is bad input
     assert "No run 'nope'" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert cli_main(["remote", "rm", B]) == 2  # no confirmation possible without a terminal

@@ -149,10 +149,11 @@ def test_held_index_lock_records_head_and_the_reason(repo: Path, tmp_path: Path)
 def test_a_memoised_snapshot_still_gets_the_runs_ref(repo: Path) -> None:
     """A process snapshotting an unchanged tree again answers from its memo (no new commit) and
     still writes the new run's own ref."""
-    from runlock.git import SnapshotOptions, snapshot
+    from runlock.git import SnapshotOptions, flush_run_refs, snapshot
 
     first = snapshot(repo, SnapshotOptions(), message="one", run_id="20261125T163012-000001")
     again = snapshot(repo, SnapshotOptions(), message="two", run_id="20261125T163013-000002")
+    flush_run_refs()  # written in batches by a background thread
     commit = first["snapshot"]["commit"]
     assert again["snapshot"]["reused"] is True and again["snapshot"]["commit"] == commit
     assert again["snapshot"]["ref"] == "refs/runlock/runs/20261125T163013-000002"

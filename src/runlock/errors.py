@@ -82,11 +82,16 @@ class LockFileError(RunlockError, ValueError):
 
 
 class RunNotFoundError(RunlockError, LookupError):
-    """No run matches the given id, prefix or path."""
+    """No run matches the given id, prefix or path: the user's input (exit code 2, for show,
+    diff, compare, rm, lineage, pull... alike)."""
+
+    exit_code = 2
 
 
 class AmbiguousRunError(RunlockError, LookupError):
-    """A run id prefix that matches several runs."""
+    """A run id prefix that matches several runs: the user's input (exit code 2)."""
+
+    exit_code = 2
 
 
 class GitError(RunlockError, RuntimeError):

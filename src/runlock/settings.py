@@ -2,8 +2,10 @@
 
 Resolution order for the results root: an explicit argument, ``$RUNLOCK_RESULTS``, the
 ``results`` key of ``[tool.runlock]`` in the nearest ``pyproject.toml`` (relative to that
-file), else ``./results``. Every part of runlock (stages, ls, push...) uses this one function so
-that they agree on where runs are.
+file), else ``results/`` next to that ``pyproject.toml`` (the project's root), else
+``./results``. Every part of runlock (stages, ls, push...) uses this one function so that they
+agree on where runs are; a stage script looks from its own file (:func:`script_results_root`),
+so ``cd src && python ../train.py`` writes where ``python train.py`` does.
 """
 
 from __future__ import annotations
@@ -60,12 +62,11 @@ def _load(start: Path, env_results: str | None) -> ProjectSettings:
     if pyproject is not None:
         data = _read_toml(pyproject)
         table = dict(data.get("tool", {}).get("runlock", {}) or {})
-        if table or "runlock" in data.get("tool", {}):
-            project_root = pyproject.parent
+        project_root = pyproject.parent  # the project is the directory of its pyproject.toml
     if env_results:
         root = Path(env_results).expanduser()
-    elif project_root is not None and "results" in table:
-        root = project_root / str(table["results"])
+    elif project_root is not None:
+        root = project_root / str(table.get("results", DEFAULT_RESULTS))
     else:
         root = start / DEFAULT_RESULTS
     return ProjectSettings(project_root, root.absolute(), table)
@@ -81,3 +82,11 @@ def results_root(override: str | os.PathLike[str] | None = None, start: Path | N
     if override is not None:
         return Path(override).expanduser().absolute()
     return project_settings(start).results_root
+
+
+def script_results_root(script: str | os.PathLike[str]) -> Path | None:
+    """The results root of the project holding ``script`` (the ``pyproject.toml`` above it); None when no project holds it (then the current directory decides)."""
+    settings = project_settings(Path(script).absolute().parent)
+    if settings.project_root is None or os.environ.get("RUNLOCK_RESULTS"):
+        return None  # no project: the current directory's; $RUNLOCK_RESULTS: applies anyway
+    return settings.results_root

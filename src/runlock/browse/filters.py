@@ -23,6 +23,8 @@ SECTIONS = ("config", "result")
 
 # Longest operators first so ">=" is not read as ">" followed by "=value".
 _OPS = ("==", "!=", ">=", "<=", "=", ">", "<")
+#: Characters of an operator: a value starting with one is a typo (``lr>>1``).
+_OP_CHARS = frozenset("=!<>")
 _WHERE_RE = re.compile(r"^\s*([^=!<>\s][^=!<>]*?)\s*(==|!=|>=|<=|=|>|<)\s*(.*?)\s*$")
 _AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
 _AGE_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -140,6 +142,14 @@ def parse_where(expr: str) -> Condition:
             "--where 'acc>0.8' (quote > and < for the shell).",
         )
     key, op, raw = m.group(1).strip(), m.group(2), m.group(3)
+    if raw[:1] in _OP_CHARS:
+        # ``lr>>1``, ``lr=>1``, ``acc<=>0.8``: a typo, not a comparison with the text ">1"
+        # (which would silently match nothing, or every run for !=); quotes keep such a text
+        raise UsageError(
+            f"Cannot parse the filter {expr!r}: its value {raw!r} starts with an operator.",
+            hint="Write KEY OP VALUE with one OP of = != > >= < <=, e.g. --where 'lr>1'; "
+            "quote a text value that starts with one of = ! < > (name='<none>').",
+        )
     section, name = split_key(key)
     return Condition(section, name, "=" if op == "==" else op, parse_value(raw))
 

@@ -52,7 +52,7 @@ def _log() -> logging.Logger:
 
 
 #: Bump when the tables or the extraction change: older index files are then rebuilt.
-INDEX_VERSION = 3
+INDEX_VERSION = 4  # 4: experiment, sweep (ls/compare --experiment/--sweep)
 INDEX_NAME = "index.sqlite"
 #: Seconds a sqlite writer waits for another one (concurrent ``runlock ls`` refreshes).
 BUSY_TIMEOUT_S = 30.0
@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS runs (
     pid INTEGER, hostname TEXT, heartbeat_ts REAL,
     git_commit TEXT, git_dirty INTEGER, git_root TEXT, snapshot TEXT, snapshot_ref TEXT,
     config TEXT, result TEXT,       -- JSON
+    experiment TEXT, sweep TEXT,    -- the experiment name, the sweep id of a sweep point
     error TEXT                      -- set when the lock cannot be read
 );
 CREATE INDEX IF NOT EXISTS runs_id ON runs(id);
@@ -159,7 +160,7 @@ class _Parsed(NamedTuple):
 #: upstream with its embedded locks...) are most of a lock's bytes and are skipped unparsed.
 INDEX_SECTIONS = (
     "schema", "id", "stage", "status", "pid", "hostname", "heartbeat", "timing", "config", "git",
-    "result",
+    "result", "experiment", "sweep",
 )  # fmt: skip
 #: Older locks keep the hostname only in ``environment``.
 _FALLBACK_SECTIONS = {"hostname": "environment"}
@@ -215,8 +216,16 @@ def _row(p: _Parsed) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         snapshot_ref=git.snapshot_ref if git else None,
         config=json.dumps(lock.config, default=_json_default),
         result=json.dumps(result, default=_json_default),
+        experiment=lock.experiment,
+        sweep=_sweep_id(lock.data.get("sweep")),
     )
     return cols, {"config": flatten(lock.config), "result": result_fields(result)}
+
+
+def _sweep_id(section: Any) -> str | None:
+    """The ``id`` of a lock's ``sweep: {id, index, size, label}`` section, if any."""
+    value = section.get("id") if isinstance(section, Mapping) else None
+    return value if isinstance(value, str) and value else None
 
 
 def _read_rows(path: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
@@ -752,6 +761,8 @@ class RunIndex:
         conditions: Sequence[Condition] = (),
         id_prefix: str | None = None,
         dir_name: str | None = None,
+        experiment: str | None = None,
+        sweep: str | None = None,
         raw: bool = False,
     ) -> list[Any]:
         """Rows (columns :data:`COLUMNS`) of readable locks matching all filters: ``sqlite3.Row``
@@ -776,6 +787,13 @@ class RunIndex:
             tail = f"{os.sep}{dir_name}{os.sep}{LOCK_NAME}"
             where.append("substr(path, -?) = ?")
             args.extend([len(tail), tail])
+        if experiment:
+            glob = any(c in experiment for c in "*?[")
+            where.append("experiment GLOB ?" if glob else "experiment = ?")
+            args.append(experiment)
+        if sweep:  # an id or an id prefix
+            where.append("substr(sweep, 1, ?) = ?")
+            args.extend([len(sweep), sweep])
 
         def query() -> list[Any]:
             conds, cond_args = [], []

@@ -447,6 +447,8 @@ def runs(
     where: Iterable[str] | Mapping[str, Any] | str | None = None,
     root: str | os.PathLike[str] | None = None,
     *,
+    experiment: str | None = None,
+    sweep: str | None = None,
     sort: str | Sequence[str] | None = None,
     limit: int | None = None,
     refresh: bool = False,
@@ -456,7 +458,8 @@ def runs(
     ``stage`` may be a glob (``train*``); ``status`` includes ``crashed``; ``since`` is an age
     (``3h``, ``2d``), a date or a datetime; ``where`` holds conditions like ``"lr=0.1"`` and
     ``"acc>0.8"`` or a ``{key: value}`` mapping. Keys address ``config.*`` or ``result.*``; a
-    bare key is looked up in the config, then the result. ``refresh``: check every lock file
+    bare key is looked up in the config, then the result. ``experiment``: an experiment name
+    or glob (``ablation/*``); ``sweep``: the points of one sweep (its id or an id prefix). ``refresh``: check every lock file
     for changes (slower), e.g. to pick up a finished run.lock edited by hand; runs added,
     removed or finished are picked up without it.
     """
@@ -468,6 +471,8 @@ def runs(
         statuses=parse_statuses(status),
         since=parse_since(since),
         conditions=parse_where_all(where),
+        experiment=experiment,
+        sweep=sweep,
         sort=sort,
         limit=limit,
         refresh=refresh,
@@ -483,13 +488,16 @@ def select_runs(
     conditions: Sequence[Condition] = (),
     id_prefix: str | None = None,
     dir_name: str | None = None,
+    experiment: str | None = None,
+    sweep: str | None = None,
     sort: str | Sequence[str] | None = None,
     limit: int | None = None,
     broken: list[tuple[str, str]] | None = None,
     refresh: bool = False,
 ) -> RunList:
     """:func:`runs` with parsed filters (what the CLI calls). ``broken`` collects unreadable
-    locks as ``(path, reason)`` and dangling links as ``(link, index.DANGLING_LINK)``."""
+    locks as ``(path, reason)`` and dangling links as ``(link, index.DANGLING_LINK)``.
+    ``experiment``: a name or glob; ``sweep``: a sweep id or id prefix (the lock's ``sweep.id``)."""
     from .index import DANGLING_LINK, RunIndex
 
     if limit is not None and limit < 0:
@@ -508,6 +516,8 @@ def select_runs(
                 conditions=conditions,
                 id_prefix=id_prefix,
                 dir_name=dir_name,
+                experiment=experiment,
+                sweep=sweep,
                 raw=True,
             )
             index_keys = idx.param_keys()

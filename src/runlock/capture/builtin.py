@@ -52,13 +52,6 @@ def _take_snapshot(where: Path, settings: dict[str, Any], message: str, run_id: 
     return result
 
 
-def _keep_snapshot(section: dict[str, Any]) -> dict[str, Any]:
-    from .. import git
-
-    git.keep_snapshot(section)
-    return section
-
-
 def _publish_when_done(ctx: RunContext, key: str, future: concurrent.futures.Future[Any]) -> None:
     """Write the section into the running lock as soon as the future has it (not only at the
     end): a run killed by SIGKILL or the OOM killer still says which code it ran."""
@@ -107,10 +100,10 @@ class GitCollector:
             # (Checked here in the main thread: a background stat loop would contend for the GIL.)
             cached = loaded.cached_snapshot(where, _snapshot_options(loaded, settings), run_id)
             if cached is not None:
-                # the run's ref: one git process, on the pool (joined by finish)
-                self._future = _pool().submit(_keep_snapshot, cached)
-                _publish_when_done(ctx, self.key, self._future)
-                return None
+                loaded.keep_snapshot(cached)  # the run's ref: queued, written in batches
+                self._future = concurrent.futures.Future()
+                self._future.set_result(cached)
+                return cached  # in the first running lock: nothing more to publish
         # Not imported yet (a fresh process, so nothing memoised either): the import (~15 ms)
         # happens on the snapshot thread too, while this thread writes the run's first files.
         self._future = _pool().submit(_take_snapshot, where, settings, message, run_id)
@@ -142,9 +135,11 @@ _BACKGROUND_NICE = 19
 
 class InputNotFoundError(DataError):
     """A declared data input that does not exist (or is a broken symlink): the run stops at its
-    start, before the stage function is called (``fatal``: run.py re-raises it)."""
+    start, before the stage function is called (``fatal``: run.py re-raises it). Bad input
+    (exit code 2): run.py checks the inputs before it creates the run directory."""
 
     fatal = True
+    exit_code = 2
 
 
 def _lower_priority() -> None:
@@ -243,6 +238,15 @@ def check_inputs(inputs: Mapping[str, Path], config: Mapping[str, Any]) -> None:
         raise InputNotFoundError(f"Data input {what} not found: {path}.", hint=hint)
 
 
+def _patterns(table: Mapping[str, Any] | None, inputs: Mapping[str, Path]) -> dict[str, list[str]] | None:
+    """An input's patterns (by config key or track_data entry) for each of its labels
+    (``key`` and, for a list of paths, ``key[0]``, ``key[1]``...)."""
+    if not table:
+        return None
+    out = {label: list(table[base]) for label in inputs if (base := label.split("[", 1)[0]) in table}
+    return out or None
+
+
 class DataCollector:
     """Content hashes of the stage's data inputs (lock ``data``), computed while it runs.
 
@@ -269,7 +273,11 @@ class DataCollector:
         check_inputs(self._inputs, ctx.config)
         from ..hashing import BackgroundHasher
 
-        hasher = self._hasher = BackgroundHasher(self._inputs, cache_path=_cache_path(ctx))
+        hasher = self._hasher = BackgroundHasher(
+            self._inputs, cache_path=_cache_path(ctx),
+            match=_patterns(getattr(self.options, "data_match", None), self._inputs),
+            ignore=_patterns(getattr(self.options, "data_ignore", None), self._inputs),
+        )
         started = self._started = threading.Event()
 
         def start_then_publish() -> None:

@@ -12,11 +12,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import RunlockError
 
 #: sub-command -> (module, one-line help), in the order ``runlock --help`` lists them. Only the
 #: module of the sub-command being run is imported (each costs a few ms to import and build).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "set up a project: [tool.runlock] in pyproject.toml, results/ in .gitignore"),
     "ls": ("ls", "list runs"),
     "show": ("show", "show one run"),
     "diff": ("diff", "what differs between two runs"),
@@ -53,6 +55,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--root", help="results root (default: from pyproject.toml or ./results)")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("-q", "--quiet", action="count", default=0)
+    parser.add_argument("--version", action="version", version=f"runlock {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     selected = _selected_command(argv) if argv is not None else None
     if selected in COMMANDS and not _asks_top_level_help(argv or (), selected):

@@ -41,6 +41,43 @@ def add_filter_arguments(parser: argparse.ArgumentParser, *, stage_option: bool 
         metavar="KEY<OP>VALUE",
         help="config/result filter, e.g. lr=0.1 'acc>0.8' config.optim!=adam (repeat = AND)",
     )
+    add_group_arguments(parser)
+
+
+def add_group_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--experiment`` and ``--sweep``: the runs of one experiment or of one sweep."""
+    parser.add_argument(
+        "--experiment", metavar="NAME", help="only runs of this experiment (glob allowed: 'ablation/*')"
+    )
+    parser.add_argument(
+        "--sweep", metavar="ID", help="only the points of this sweep (its id or an id prefix)"
+    )
+
+
+def describe_filters(args: argparse.Namespace) -> str:
+    """The filters given, as the user spelt them (for "no runs match ...")."""
+    parts = []
+    if getattr(args, "stage", None):
+        parts.append(f"stage {args.stage}")
+    for name in ("experiment", "sweep", "since"):
+        if getattr(args, name, None):
+            parts.append(f"--{name} {getattr(args, name)}")
+    for status in getattr(args, "status", None) or ():
+        parts.append(f"--status {status}")
+    parts += [f"--where {w}" for w in getattr(args, "where", None) or ()]
+    return ", ".join(parts)
+
+
+def no_match_message(args: argparse.Namespace) -> str:
+    """Why a listing is empty: no runs at all, or filters that match none of them."""
+    from ..browse.query import select_runs
+
+    root = root_of(args)
+    filters = describe_filters(args)
+    if not filters:
+        return f"no runs found under {root}"
+    total = len(select_runs(root))
+    return f"no runs match {filters} ({total} run{'' if total == 1 else 's'} in {root})"
 
 
 def root_of(args: argparse.Namespace) -> Path:
@@ -63,6 +100,8 @@ def select_from_args(
         statuses=parse_statuses(args.status),
         since=parse_since(args.since),
         conditions=parse_where_all(args.where),
+        experiment=getattr(args, "experiment", None),
+        sweep=getattr(args, "sweep", None),
         sort=sort,
         limit=limit,
         broken=broken,
@@ -218,7 +257,7 @@ def _list(args: argparse.Namespace) -> int:
         print_json([r.to_dict() for r in records])
         return 0
     if not records:
-        print(f"runlock: no runs found under {root_of(args)}", file=sys.stderr)
+        print(f"runlock: {no_match_message(args)}", file=sys.stderr)
         return 0
     labels = [c.label for c in parse_where_all(args.where)]
     keys = column_keys(records, where_labels=labels, columns=args.columns, wide=args.wide)

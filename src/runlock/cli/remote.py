@@ -13,8 +13,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description="Administer the shared store (layout: <remote>/runs/<id>/, "
         "<remote>/index/<id>.json).",
     )
-    p.add_argument("--remote", dest="remote", metavar="REMOTE",
-                   help="rclone remote; default: $RUNLOCK_REMOTE or [tool.runlock] remote")
+    remote_help = "rclone remote; default: $RUNLOCK_REMOTE or [tool.runlock] remote"
+    p.add_argument("--remote", dest="remote", metavar="REMOTE", help=remote_help)
     rs = p.add_subparsers(dest="remote_command", metavar="ACTION")
     ls = rs.add_parser("ls", help="list runs on the store")
     ls.add_argument("stages", nargs="*", metavar="STAGE", help="only these stages")
@@ -22,12 +22,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     ls.add_argument("--status", action="append", help="completed, failed, ... (repeatable)")
     ls.add_argument("--since", help="started within an age (3h, 2d) or after a date")
     ls.add_argument("--ids", action="store_true", help="print ids only")
+    # after the action too (``remote ls --remote X``); SUPPRESS keeps one given before it
+    ls.add_argument("--remote", default=argparse.SUPPRESS, metavar="REMOTE", help=remote_help)
     ls.set_defaults(func=run_ls)
     rm = rs.add_parser("rm", help="delete runs from the store (and their snapshot refs)")
     rm.add_argument("runs", nargs="+", metavar="RUN", help="run ids or unique prefixes")
     rm.add_argument("--force", action="store_true",
                     help="no confirmation; also delete runs other stored runs depend on")
     rm.add_argument("--keep-code", action="store_true", help="keep refs/runlock/runs/<id>")
+    rm.add_argument("--remote", default=argparse.SUPPRESS, metavar="REMOTE", help=remote_help)
     rm.set_defaults(func=run_rm)
     def usage(args: argparse.Namespace) -> int:
         p.print_help()

@@ -40,13 +40,21 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="keep each deleted run's snapshot ref (refs/runlock/runs/<id>); the shared "
         "snapshot branch is always kept",
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON output on stdout: what was (or, with --dry-run, would be) deleted; the "
+        "listing and the question go to stderr",
+    )
     add_root_argument(p)
     p.set_defaults(func=run)
     return p
 
 
 def _has_filters(args: argparse.Namespace) -> bool:
-    return bool(args.stage or args.status or args.since or args.where)
+    return bool(
+        args.stage or args.status or args.since or args.where or args.experiment or args.sweep
+    )
 
 
 class Deletion(NamedTuple):
@@ -135,7 +143,7 @@ def dangling_links(refs: Sequence[str], root: Path) -> tuple[list[Path], list[st
     return list(links), rest
 
 
-def _confirm(count: int) -> bool:
+def _confirm(count: int, *, prompt_to_stderr: bool = False) -> bool:
     from ..errors import RunlockError
 
     if not sys.stdin or not sys.stdin.isatty():
@@ -144,8 +152,12 @@ def _confirm(count: int) -> bool:
             "stdin is not a terminal.",
             hint="re-run with --force to delete without asking (or --dry-run to only list).",
         )
+    question = f"Delete {count} run{'s' if count != 1 else ''}? [y/N] "
     try:
-        answer = input(f"Delete {count} run{'s' if count != 1 else ''}? [y/N] ")
+        if prompt_to_stderr:  # stdout carries only the JSON document
+            print(question, end="", file=sys.stderr, flush=True)
+            question = ""
+        answer = input(question)
     except EOFError:
         return False
     return answer.strip().lower() in ("y", "yes")
@@ -185,16 +197,21 @@ def _drop_run_refs(deleted: Sequence[RunRecord]) -> list[str]:
     return removed
 
 
+def _entry(r: RunRecord, **extra: Any) -> dict[str, Any]:
+    return {"id": r.id, "stage": r.stage, "status": r.status, "dir": str(r.dir), **extra}
+
+
 def run(args: argparse.Namespace) -> int:
     from ..browse.index import RunIndex
-    from ..browse.render import fmt_time, print_table
+    from ..browse.render import fmt_time, print_json, print_table
     from ..browse.resolve import resolve_runs
     from ..errors import UsageError
 
     root = root_of(args)
     if args.run_refs and _has_filters(args):
         raise UsageError(
-            "Give RUN references or filters (--stage/--status/--since/--where), not both."
+            "Give RUN references or filters (--stage/--status/--since/--where/--experiment/"
+            "--sweep), not both."
         )
     links: list[Path] = []
     if args.run_refs:
@@ -208,8 +225,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "Nothing selected: refusing to delete every run.",
             hint="name runs (ids, prefixes, paths) or filter them: --stage, --status, --since, "
-            "--where.",
+            "--where, --experiment, --sweep.",
         )
+    as_json = bool(getattr(args, "json", False))
+    out = sys.stderr if as_json else sys.stdout  # with --json, stdout is the JSON document
+    report: dict[str, Any] = {
+        "dry_run": bool(args.dry_run), "deleted": [], "unlinked": [], "dangling_links": [],
+        "skipped_running": [], "snapshot_refs": [], "failed": [],
+    }  # fmt: skip
     plan = check_inside(records, root)
     live = [d.record for d in plan if d.record.status in ("running", "stopped")]
     if live:
@@ -217,8 +240,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"runlock: skipping {len(live)} run(s) still running: {names}",
               file=sys.stderr)  # fmt: skip
         plan = [d for d in plan if d.record.status not in ("running", "stopped")]
+        report["skipped_running"] = [_entry(r) for r in live]
     if not plan and not links:
         print("runlock: no runs to delete", file=sys.stderr)
+        if as_json:
+            print_json(report)
         return 0
     shown = [d.record for d in plan]
     print_table(
@@ -226,13 +252,21 @@ def run(args: argparse.Namespace) -> int:
         [[r.id, r.stage, r.status, fmt_time(r.start), str(r.dir)] for r in shown]
         + [["?", "?", "dangling", "-", str(link)] for link in links],
         status_column=2,
+        stream=out,
     )
     n_links = sum(d.link_target is not None for d in plan) + len(links)
     if args.dry_run:
         kept = f"; {n_links} of them links: only the link would go" if n_links else ""
-        print(f"(dry run: {len(plan) + len(links)} run(s) would be deleted{kept})")
+        print(f"(dry run: {len(plan) + len(links)} run(s) would be deleted{kept})", file=out)
+        if as_json:
+            for d in plan:
+                key = "deleted" if d.link_target is None else "unlinked"
+                extra = {} if d.link_target is None else {"target": str(d.link_target)}
+                report[key].append(_entry(d.record, **extra))
+            report["dangling_links"] = [str(link) for link in links]
+            print_json(report)
         return 0
-    if not args.force and not _confirm(len(plan) + len(links)):
+    if not args.force and not _confirm(len(plan) + len(links), prompt_to_stderr=as_json):
         print("runlock: nothing deleted", file=sys.stderr)
         return 1
     deleted: list[RunRecord] = []
@@ -244,27 +278,36 @@ def run(args: argparse.Namespace) -> int:
             os.unlink(link)
         except OSError as exc:
             failed.append(f"{link}: {exc}")
+            report["failed"].append({"path": str(link), "error": str(exc)})
             continue
-        print(f"removed dangling link {link} -> {target}")
+        report["dangling_links"].append(str(link))
+        print(f"removed dangling link {link} -> {target}", file=out)
     for d in plan:
         try:
             _delete(d)
         except OSError as exc:
             failed.append(f"{d.record.dir}: {exc}")
+            report["failed"].append({"path": str(d.record.dir), "error": str(exc)})
             continue
         if d.link_target is None:
             deleted.append(d.record)
+            report["deleted"].append(_entry(d.record))
         else:
             unlinked.append(d.record)
-            print(f"removed link {d.record.dir} -> {d.link_target} (the store copy is kept)")
+            report["unlinked"].append(_entry(d.record, target=str(d.link_target)))
+            print(f"removed link {d.record.dir} -> {d.link_target} (the store copy is kept)",
+                  file=out)  # fmt: skip
     with RunIndex(root) as idx:
         idx.forget(str(r.lock_path) for r in (*deleted, *unlinked))
     if deleted or not (unlinked or links):
-        print(f"deleted {len(deleted)} run(s)")
+        print(f"deleted {len(deleted)} run(s)", file=out)
     if not args.keep_snapshots:  # a linked run's store copy still uses its snapshot
         refs = _drop_run_refs(deleted)
+        report["snapshot_refs"] = refs
         if refs:
-            print(f"deleted {len(refs)} snapshot ref(s) (the shadow branch is kept)")
+            print(f"deleted {len(refs)} snapshot ref(s) (the shadow branch is kept)", file=out)
+    if as_json:
+        print_json(report)
     if failed:
         print("runlock: error: could not delete:\n    " + "\n    ".join(failed), file=sys.stderr)
         return 1

@@ -74,6 +74,8 @@ def sections_for(record: RunRecord) -> list[Section]:
         run.add("seed", lock.seed)
     out.append(run)
 
+    out += _map_sections(record.lock)
+
     config = Section("config")
     for key, value in flatten(lock.config).items():
         config.add(key, value)
@@ -166,6 +168,41 @@ def sections_for(record: RunRecord) -> list[Section]:
         out.append(err)
     out += _collector_sections(record.lock)
     return [s for s in out if s.lines or s.text]
+
+
+def _map_sections(data: dict[str, Any]) -> list[Section]:
+    """A task map's key, backend, launches and task progress (done/failed/todo)."""
+    from ..browse.render import Section, fmt_value
+
+    spec, tasks = data.get("map"), data.get("tasks")
+    if not isinstance(spec, dict):
+        return []
+    sec = Section("map")
+    sec.add("key", spec.get("key") or "(tasks are config mappings)")
+    how = str(spec.get("backend") or "?")
+    if spec.get("worker_pool"):
+        how += ", worker pool"
+    if spec.get("chunk_size"):
+        how += f", chunks of {spec['chunk_size']}"
+    sec.add("backend", how)
+    timing: dict[str, Any] = data["timing"] if isinstance(data.get("timing"), dict) else {}
+    resumed: list[Any] = data["resumed"] if isinstance(data.get("resumed"), list) else []
+    launches = [timing.get("start"), *resumed]
+    sec.add("launches", f"{len(launches)}: " + ", ".join(fmt_value(t) for t in launches))
+    if isinstance(tasks, dict):
+        sec.add(
+            "tasks",
+            f"{tasks.get('done', '?')} done, {tasks.get('failed', '?')} failed, "
+            f"{tasks.get('todo', '?')} todo, {tasks.get('running', 0)} running "
+            f"(of {tasks.get('total', spec.get('tasks', '?'))})",
+        )
+        failures: dict[str, Any] = tasks["failures"] if isinstance(tasks.get("failures"), dict) else {}
+        for task_id, f in list(failures.items())[:10]:
+            f = f if isinstance(f, dict) else {}
+            sec.add(f"failed {task_id}", f"{f.get('type')}: {f.get('message')}")
+    else:
+        sec.add("tasks", f"{spec.get('tasks', '?')} (no progress recorded)")
+    return [sec]
 
 
 #: Lines and characters a user collector's section gets in ``show`` (all of it is in --json).

@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 import fnmatch
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -146,12 +146,39 @@ def load_yaml(path: str | Path) -> DictConfig | ListConfig:
     if not p.is_file():
         raise ConfigError(f"Config file not found: {p}.")
     try:
-        return OmegaConf.load(p)
+        data = OmegaConf.load(p)
     except Exception as exc:  # yaml.YAMLError subclasses, OmegaConf errors
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"Cannot parse YAML file {p}{where}: {problem}.") from None
+    if isinstance(data, DictConfig) and (p.parent / "run.lock").is_file():
+        _unreplay_run_dir(data, p.parent)
+    return data
+
+
+def _unreplay_run_dir(data: DictConfig, run_dir: Path) -> None:
+    """A run's config.yaml replayed (``--config results/train/<id>/config.yaml``) starts a fresh
+    run: the keys the run set to its own directory (``save_dir``...) get back the value given
+    to that run (a template, or nothing: the default placement), not the old directory."""
+    from ..errors import RunlockError
+    from ..record.lockfile import load_lock
+
+    try:
+        lock = load_lock(run_dir)
+    except RunlockError:
+        return
+    function = lock.get("function") or {}
+    altered = function.get("altered_parameters") or {}
+    given = function.get("parameters") or {}
+    own_dirs = {str(lock.get("run_dir")), str(run_dir.absolute())}
+    with open_dict(data):
+        for key, value in altered.items():
+            if key in data and isinstance(value, str) and value in own_dirs and data[key] == value:
+                if key in given:
+                    data[key] = given[key]
+                else:
+                    del data[key]
 
 
 def parse_dotlist(overrides: Sequence[str]) -> DictConfig:
@@ -180,8 +207,37 @@ def merge(cfg: DictConfig, update: Any, *, schema: Schema, source: str) -> DictC
         merged = OmegaConf.merge(cfg, update)
     except oc_errors.OmegaConfBaseException as exc:
         raise translate(exc, cfg=cfg, schema=schema, source=source) from None
+    except (TypeError, ValueError) as exc:  # e.g. ``layers.0=5``: a mapping merged into a list
+        raise _shape_error(cfg, update, source) or ConfigTypeError(
+            f"Cannot merge {source} into the config: {exc}.") from None
     assert isinstance(merged, DictConfig)
     return merged
+
+
+def _shape_error(cfg: Any, update: Any, source: str, prefix: str = "") -> ConfigTypeError | None:
+    """The first key where ``update`` puts a mapping on a list or a list on a mapping."""
+    if not isinstance(update, (DictConfig, Mapping)) or not isinstance(cfg, DictConfig):
+        return None
+    for key in update:
+        if key not in cfg:
+            continue
+        full = f"{prefix}{key}"
+        old, new = cfg._get_node(key), update[key]  # noqa: SLF001 - the node, not its value
+        is_list = isinstance(old, ListConfig)
+        if is_list and isinstance(new, (DictConfig, Mapping)):
+            item = next(iter(new), "0")
+            return ConfigTypeError(
+                f"Cannot set config key '{full}.{item}' (from {source}): '{full}' is a list, "
+                "and its items cannot be set one by one.",
+                hint=f"set the whole list, e.g. {full}=[...]")
+        if isinstance(old, DictConfig) and isinstance(new, (ListConfig, list)):
+            return ConfigTypeError(
+                f"Invalid value for config key '{full}' (from {source}): it is a mapping, not a list.",
+                hint=f"set its keys, e.g. {full}.<key>=...")
+        found = _shape_error(old, new, source, f"{full}.")
+        if found is not None:
+            return found
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,19 +245,25 @@ def merge(cfg: DictConfig, update: Any, *, schema: Schema, source: str) -> DictC
 
 
 def _is_experiment(node: Any, fields: set[str]) -> bool:
-    return isinstance(node, DictConfig) and bool(node) and all(str(k) in fields for k in node)
+    """An experiment: an empty mapping (``baseline: {}`` keeps the defaults), or a mapping with a
+    config field or a value that is not a mapping (a misspelt key: reported when chosen). A
+    mapping of mappings none of which is a field name is a group of experiments."""
+    if node is None:
+        return True
+    if not isinstance(node, DictConfig):
+        return False
+    if not node:
+        return True
+    return any(str(k) in fields or not isinstance(node._get_node(k), DictConfig) for k in node)  # noqa: SLF001
 
 
-def iter_experiments(tree: DictConfig, fields: Sequence[str], prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
-    """Yield ``(name, overrides)`` for every experiment leaf of ``tree``."""
-    fset = set(fields)
-    for key in tree:
-        node = tree[key]
-        name = f"{prefix}{key!s}"
-        if _is_experiment(node, fset):
-            yield name, node
-        elif isinstance(node, DictConfig):
-            yield from iter_experiments(node, fields, prefix=f"{name}/")
+def _check_experiment_keys(name: str, node: Any, fields: Sequence[str], source: str) -> None:
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"Experiment '{name}' in {source} is not a mapping of config keys.")
+    for key in node:
+        if str(key) not in fields:
+            err = unknown_key(str(key), list(fields), source=f"experiment '{name}' in {source}")
+            raise err
 
 
 def validate_experiment_name(name: str) -> None:
@@ -217,22 +279,47 @@ def validate_experiment_name(name: str) -> None:
     check_experiment(name, source="the experiments file")
 
 
-def select_experiments(tree: DictConfig, pattern: str, fields: Sequence[str]) -> list[tuple[str, DictConfig]]:
-    """Experiments whose name matches ``pattern`` (exact name or shell wildcard)."""
+def select_experiments(
+    tree: DictConfig, pattern: str, fields: Sequence[str], *, source: str = "the experiments file"
+) -> list[tuple[str, DictConfig]]:
+    """Experiments whose name matches ``pattern`` (exact name or shell wildcard); a chosen one
+    with a key that is not a config field is a :class:`ConfigKeyError` naming both."""
     validate_experiment_name(pattern.replace("*", "x").replace("?", "x"))
-    exps = list(iter_experiments(tree, fields))
-    node = OmegaConf.select(tree, pattern.replace("/", "."), default=None) if "*" not in pattern else None
-    if isinstance(node, DictConfig) and _is_experiment(node, set(fields)):
-        return [(pattern, node)]
+    exps = iter_experiments(tree, fields)
     chosen = [(n, c) for n, c in exps if fnmatch.fnmatchcase(n, pattern) or n == pattern]
     if not chosen:
         names = [n for n, _ in exps]
         raise ConfigError(
             f"No experiment named '{pattern}'. Known experiments: {', '.join(names) or '(none)'}.",
         )
-    for name, _ in chosen:
+    for name, node in chosen:
         validate_experiment_name(name)
+        _check_experiment_keys(name, node, fields, source)
     return chosen
+
+
+def iter_experiments(tree: DictConfig, fields: Sequence[str]) -> list[tuple[str, Any]]:
+    """``(name, overrides)`` of every experiment of ``tree``; a top-level scalar is no experiment (not reported),
+    a scalar inside a group is (reported as not a mapping when chosen)."""
+    out: list[tuple[str, Any]] = []
+    fset = set(fields)
+
+    def walk(node: DictConfig, prefix: str) -> None:
+        for key in node:
+            child = node._get_node(key)  # noqa: SLF001 - None-valued keys too (``baseline:``)
+            name = f"{prefix}{key!s}"
+            if isinstance(child, DictConfig) and not child._is_none():  # noqa: SLF001
+                if _is_experiment(child, fset):
+                    out.append((name, child))
+                else:
+                    walk(child, f"{name}/")
+            elif child is None or child._is_none():  # noqa: SLF001 - ``baseline:`` keeps the defaults
+                out.append((name, OmegaConf.create({})))
+            elif prefix:
+                out.append((name, child))
+
+    walk(tree, "")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,5 +406,13 @@ def to_argument(cfg: DictConfig, schema: Schema) -> Any:
     return out
 
 
-def to_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)
+def to_yaml(cfg: DictConfig, *, resolve: bool = True) -> str:
+    """config.yaml: plain YAML any tool reads (a ``Path`` field is a string, not a
+    ``!!python/object`` tag that only Python's unsafe loader understands)."""
+    text = OmegaConf.to_yaml(cfg, resolve=resolve)
+    if "!!python/" not in text:
+        return text
+    from .._yaml import to_plain as yaml_plain
+
+    values = OmegaConf.to_container(cfg, resolve=resolve, enum_to_str=True)
+    return OmegaConf.to_yaml(OmegaConf.create(yaml_plain(values)))

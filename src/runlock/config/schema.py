@@ -9,18 +9,42 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Mapping
+from pathlib import PurePath
 from typing import Any
 
 INPUT_MARK = "runlock_input"
 
 
-def Input(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:  # noqa: N802 - reads as a type
+INPUT_MATCH = "runlock_input_match"
+INPUT_IGNORE = "runlock_input_ignore"
+
+
+def Input(  # noqa: N802 - reads as a type
+    default: Any = dataclasses.MISSING,
+    *,
+    match: str | typing.Sequence[str] | None = None,
+    ignore: str | typing.Sequence[str] | None = None,
+    **kwargs: Any,
+) -> Any:
     """A dataclass field whose value is a data path to hash for the run's lock.
 
-    ``data: str = runlock.Input("data/train")``
+    ``data: str = runlock.Input("data/train", match=["*.csv"], ignore=[".cache/*"])``: of a
+    directory, hash only the files matching ``match`` and none matching ``ignore`` (glob
+    patterns on paths relative to the directory, as dirhash takes them); the lock records them.
     """
     metadata = dict(kwargs.pop("metadata", {}) or {})
     metadata[INPUT_MARK] = True
+    for key, value in ((INPUT_MATCH, match), (INPUT_IGNORE, ignore)):
+        if value is None:
+            continue
+        patterns = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, (list, tuple)) else None
+        if patterns is None or not all(isinstance(p, str) and p for p in patterns):
+            from ..errors import UsageError
+
+            arg = "match" if key == INPUT_MATCH else "ignore"
+            raise UsageError(f"runlock.Input({arg}={value!r}): patterns must be non-empty strings.",
+                             hint=f'e.g. runlock.Input("data/", {arg}=["*.csv"])')
+        metadata[key] = patterns
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=metadata, **kwargs)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
@@ -170,16 +194,33 @@ def schema_of(fn: Callable[..., Any], localns: Mapping[str, Any] | None = None) 
 
 def input_fields(schema: Schema) -> list[str]:
     """Dotted names of fields declared with :func:`Input` (nested dataclasses included)."""
+    return list(_inputs(schema))
+
+
+def input_patterns(schema: Schema) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """``(match, ignore)``: the patterns given to :func:`Input`, by dotted field name."""
+    match: dict[str, tuple[str, ...]] = {}
+    ignore: dict[str, tuple[str, ...]] = {}
+    for name, meta in _inputs(schema).items():
+        if INPUT_MATCH in meta:
+            match[name] = meta[INPUT_MATCH]
+        if INPUT_IGNORE in meta:
+            ignore[name] = meta[INPUT_IGNORE]
+    return match, ignore
+
+
+def _inputs(schema: Schema) -> dict[str, Mapping[str, Any]]:
+    """``{dotted name: field metadata}`` of the fields declared with :func:`Input`."""
     if schema.cls is None:
-        return []
-    out: list[str] = []
+        return {}
+    out: dict[str, Mapping[str, Any]] = {}
 
     def walk(cls: type, prefix: str) -> None:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             t = hints.get(f.name)
             if f.metadata.get(INPUT_MARK):
-                out.append(prefix + f.name)
+                out[prefix + f.name] = f.metadata
             elif isinstance(t, type) and dataclasses.is_dataclass(t):
                 walk(t, f"{prefix}{f.name}.")
 
@@ -193,8 +234,13 @@ def _type_name(t: Any) -> str:
     return str(t).replace("typing.", "")
 
 
+REQUIRED = "(required)"
+
+
 def describe_fields(schema: Schema) -> list[tuple[str, str, str, str]]:
-    """(dotted name, type, default, help) for every leaf field: what ``--help`` prints."""
+    """(dotted name, type, default, help) for every leaf field: what ``--help`` prints. The
+    default is :data:`REQUIRED` for a field without one (or OmegaConf's ``???``); the help is
+    ``field(metadata={"help": ...})``, else the comment after the field in the source."""
     rows: list[tuple[str, str, str, str]] = []
     if schema.cls is None:
         for name, default in schema.defaults.items():
@@ -203,18 +249,51 @@ def describe_fields(schema: Schema) -> list[tuple[str, str, str, str]]:
 
     def walk(cls: type, prefix: str) -> None:
         hints = typing.get_type_hints(cls)
+        comments = _field_comments(cls)
         for f in dataclasses.fields(cls):
             t = hints.get(f.name, f.type)
             if isinstance(t, type) and dataclasses.is_dataclass(t):
                 walk(t, f"{prefix}{f.name}.")
                 continue
             if f.default is not dataclasses.MISSING:
-                default = repr(f.default)
+                value = f.default
             elif f.default_factory is not dataclasses.MISSING:
-                default = repr(f.default_factory())
+                value = f.default_factory()
             else:
-                default = "(required)"
-            rows.append((prefix + f.name, _type_name(t), default, str(f.metadata.get("help", ""))))
+                value = dataclasses.MISSING
+            if value is dataclasses.MISSING or value == "???":
+                default = REQUIRED
+            else:
+                default = repr(str(value) if isinstance(value, PurePath) else value)
+            help_ = str(f.metadata.get("help", "") or comments.get(f.name, ""))
+            rows.append((prefix + f.name, _type_name(t), default, help_))
 
     walk(schema.cls, "")
     return rows
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """``{field: comment}`` of the ``# ...`` after each field in the class's source (only
+    ``--help`` asks; {} when the source is not available)."""
+    import io
+    import tokenize
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return {}
+    line_name: dict[int, str] = {}
+    for i, tok in enumerate(tokens[:-1]):
+        nxt = tokens[i + 1]
+        if tok.type == tokenize.NAME and nxt.type == tokenize.OP and nxt.string == ":" and tok.start[1] > 0:
+            prev = tokens[i - 1] if i else None
+            if prev is None or prev.type in (tokenize.INDENT, tokenize.NEWLINE, tokenize.DEDENT, tokenize.NL):
+                line_name.setdefault(tok.start[0], tok.string)
+        if tok.type == tokenize.COMMENT and tok.start[0] in line_name:
+            out.setdefault(line_name[tok.start[0]], tok.string.lstrip("#").strip())
+    return out

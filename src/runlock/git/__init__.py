@@ -53,7 +53,7 @@ from .commands import DEFAULT_BRANCH, HEAD_TRAILER, RUN_REF_PREFIX, SNAPSHOT_TRA
 from .locate import repo_info, repo_root
 from .options import SnapshotOptions
 from .shadow import delete_run_ref, delete_snapshot_ref, snapshot_diff
-from .snapshot import cached_snapshot, keep_snapshot, snapshot
+from .snapshot import cached_snapshot, flush_run_refs, keep_snapshot, snapshot
 
 if TYPE_CHECKING:
     from .remotes import detached_worktree, fetch_refs, has_commit, push_refs, update_ref
@@ -81,6 +81,7 @@ __all__ = [
     "delete_snapshot_ref",
     "detached_worktree",
     "fetch_refs",
+    "flush_run_refs",
     "has_commit",
     "keep_snapshot",
     "push_refs",

@@ -123,9 +123,10 @@ def _tree_from(
         tmp_index.unlink(missing_ok=True)
     if skipped:
         logger.warning(
-            "runlock: %d file(s) larger than %d bytes not snapshotted: %s "
-            "(exclude them, or raise SnapshotOptions.max_file_bytes)",
-            len(skipped), options.max_file_bytes, ", ".join(skipped),
+            "runlock: %d file(s) larger than %g MB not snapshotted: %s (keep them out with "
+            "@runlock.stage(snapshot_exclude=[...]) or .gitignore, or raise "
+            "@runlock.stage(snapshot_max_file_mb=...))",
+            len(skipped), options.max_file_bytes / 2**20, ", ".join(skipped),
         )
     return tree, skipped, changed
 

@@ -45,6 +45,9 @@ def atomic_write(path: Path, data: bytes | str, *, durable: bool = True, create_
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600: give the file the mode open() would (others on a shared
+        # results directory can read run.lock, config.yaml, result.json)
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             if durable:
@@ -57,6 +60,19 @@ def atomic_write(path: Path, data: bytes | str, *, durable: bool = True, create_
         except FileNotFoundError:
             pass
         raise
+
+
+_FILE_MODE: list[int] = []
+
+
+def _file_mode() -> int:
+    """``0o666 & ~umask``: the mode ``open()`` gives a new file. The umask is read once per
+    process (reading it means setting it; the brief window is at the first write only)."""
+    if not _FILE_MODE:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        _FILE_MODE.append(0o666 & ~umask)
+    return _FILE_MODE[0]
 
 
 _NEXT_SUFFIX: dict[Path, int] = {}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from ..config import plain as plainconfig
-from ..config.schema import input_fields, schema_of
+from ..config.schema import input_fields, input_patterns, schema_of
 from ..errors import ConfigKeyError, UsageError
 from .run import Outcome, StageOptions, execute
 
@@ -57,7 +57,10 @@ class Stage(Generic[P, R]):
         # Fields declared with runlock.Input are data inputs, hashed like track_data entries.
         inputs = [f for f in input_fields(self.schema) if f not in options.track_data]
         if inputs:
-            options = dataclasses.replace(options, track_data=(*options.track_data, *inputs))
+            match, ignore = input_patterns(self.schema)
+            options = dataclasses.replace(options, track_data=(*options.track_data, *inputs),
+                                          data_match={**match, **options.data_match},
+                                          data_ignore={**ignore, **options.data_ignore})
         self.options = options
 
     # -- calling ---------------------------------------------------------------------------

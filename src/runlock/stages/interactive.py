@@ -7,6 +7,7 @@ locals itself when the function returns or raises, without changing the user's c
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from collections.abc import Callable
@@ -24,6 +25,23 @@ def ipython_shell() -> Any | None:
 
 def in_interactive_session() -> bool:
     return ipython_shell() is not None
+
+
+def run_magic_args() -> list[str]:
+    """The arguments of the ``%run script.py key=value ...`` in progress; [] outside one.
+
+    ``%run`` sets ``sys.argv = [script] + args`` and makes the script's module ``__main__``
+    for the duration of the run, so ``sys.argv[0]`` is ``__main__.__file__`` exactly then. A
+    kernel's own argv (``ipykernel_launcher.py -f kernel.json``), a cell or VS Code's run-cell
+    never match: those arguments are the kernel's, not the user's.
+    """
+    argv = sys.argv
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not argv or not isinstance(main_file, str) or not argv[0]:
+        return []
+    if argv[0] == main_file or os.path.abspath(argv[0]) == os.path.abspath(main_file):
+        return list(argv[1:])
+    return []
 
 
 def call_capturing_locals(
@@ -81,15 +99,29 @@ def push_to_namespace(values: dict[str, Any]) -> bool:
     return True
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without runlock's own leading frames, so it starts in the user's code; a
+    traceback that never leaves runlock is kept whole (the problem is runlock's)."""
+    start = tb
+    while start is not None and start.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        start = start.tb_next
+    return start if start is not None else tb
+
+
 def show_traceback(error: BaseException) -> None:
-    """Print a traceback the way the session would, without killing the kernel."""
+    """Print a traceback the way the session would, starting at the user's frames, without
+    killing the kernel."""
+    tb = user_frames(error.__traceback__)
     shell = ipython_shell()
     if shell is not None:
         try:
-            shell.showtraceback((type(error), error, error.__traceback__))
+            shell.showtraceback((type(error), error, tb))
             return
         except Exception:  # noqa: BLE001 - fall back to plain printing
             pass
     import traceback
 
-    traceback.print_exception(type(error), error, error.__traceback__)
+    traceback.print_exception(type(error), error, tb)

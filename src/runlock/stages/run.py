@@ -80,6 +80,10 @@ class StageOptions:
     #: records HEAD and the reason instead of a snapshot
     snapshot_lock_timeout_s: float = 10.0
     files_of_interest: tuple[str, ...] = ()
+    #: glob patterns per data input (a ``track_data`` entry / config key): hash only the files
+    #: of a directory that match / none that match ``ignore`` (``runlock.Input(match=..., ignore=...)``)
+    data_match: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    data_ignore: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: record hashes of the run's output files at the end (for lineage and reproduce)
     hash_outputs: bool = True
     #: results root override (default: from pyproject.toml / $RUNLOCK_RESULTS / ./results)
@@ -488,6 +492,12 @@ class ActiveRun:
                 f"config {keys} is a secret read from the environment, and "
                 f"{', '.join('$' + m for m in missing)} is not set.",
                 hint=f"export {missing[0]}=... (it is never written into the run's records).")
+        if options.track_data and (collectors is None or any(getattr(c, "key", None) == "data" for c in collectors)):
+            # a missing data input is bad input: reported before anything is created (exit 2)
+            from ..capture.builtin import check_inputs, data_inputs
+
+            early = ops.to_plain(resolved)
+            check_inputs(data_inputs(options, early), early)
         if run_dir is not None:
             target, dir_field = Path(run_dir).absolute(), None
         else:
@@ -615,6 +625,8 @@ class ActiveRun:
         lock, ctx, rd = self.lock, self.ctx, self.rd
         status = "completed"
         tb_text: str | None = None
+        returned = time.perf_counter()  # the stage function is done; the collectors may wait on hashes
+        end: datetime | None = None
         try:
             ctx.warnings.extend(_deactivate_metrics(self._metrics_token))
             seeding.remove_hook()
@@ -630,8 +642,6 @@ class ActiveRun:
             if error is not None:
                 status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
                 logger.error("run %s %s: %s: %s", ctx.run_id, status, type(error).__name__, error)
-            else:
-                logger.info("run %s completed in %.3fs", ctx.run_id, time.perf_counter() - self._started)
             ctx.status = status
             for c in self.collectors:
                 try:
@@ -640,12 +650,23 @@ class ActiveRun:
                         self.writer.set(c.key, section)
                 except Exception as exc:  # noqa: BLE001
                     ctx.warnings.append(f"{c.key}: {type(exc).__name__}: {exc}")
+            end = datetime.now().astimezone()
+            if status == "completed":
+                # the lock's duration_s (start to end), and how long the data/output hashes
+                # took after the function returned when that is noticeable (a large input)
+                after_s = time.perf_counter() - returned
+                later = (f" (the function returned after {returned - self._started:.2f} s; "
+                         f"data hashes finished {after_s:.1f} s later)") if after_s >= 0.5 else ""
+                logger.info("run %s completed in %.3f s%s", ctx.run_id, (end - ctx.start).total_seconds(), later)
         finally:
             self.writer.stop_heartbeat()
-            self._stack.close()
-            end = datetime.now().astimezone()
             if error is not None:
                 tb_text = "".join(traceback.format_exception(type(error), error, _user_frames(error.__traceback__)))
+                _append_log(rd.log, tb_text)  # run.log holds the failure's traceback too
+            self._stack.close()
+            if end is None:
+                end = datetime.now().astimezone()
+            if error is not None:
                 lock["error"] = {
                     "type": f"{type(error).__module__}.{type(error).__qualname__}",
                     "message": str(error),
@@ -776,6 +797,15 @@ def _user_frames(tb: Any) -> Any:
     while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next
     return tb
+
+
+def _append_log(path: Path, text: str) -> None:
+    """Add ``text`` to run.log (the failure's traceback, which the console shows after the run)."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+    except OSError:  # a vanished directory or a full disk: the lock records the error
+        pass
 
 
 def _failed_at_start(writer: LockWriter, ctx: RunContext, error: BaseException, stack: ExitStack) -> BaseException:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,17 @@ class MapResult:
 
     def results(self, default: Any = None) -> list[Any]:
         return list(self.summary.results(default))
+
+
+class MapInterrupted(KeyboardInterrupt):
+    """A map stopped by Ctrl-C (or SIGTERM): its run is recorded ``interrupted`` with the task
+    progress so far; ``run_dir`` is what to resume."""
+
+    def __init__(self, run_id: str, run_dir: Path, tasks: Mapping[str, Any] | None) -> None:
+        super().__init__(f"map run {run_id} interrupted ({run_dir})")
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.tasks = dict(tasks or {})
 
 
 def task_seed(seed: int, index: int) -> int:
@@ -165,9 +176,13 @@ def map_stage(
     chunk_size: int | None = None,
     worker_pool: bool = False,
     progress: bool | None = None,
+    resume_hint: Callable[[Path], str] | None = None,
     **backend_options: Any,
 ) -> MapResult:
-    """Run the stage on every task inside one tracked run (see module doc)."""
+    """Run the stage on every task inside one tracked run (see module doc).
+
+    ``resume_hint(run_dir)``: how a failed map tells the user to retry (the CLI gives its own
+    command line; the default names ``resume=``)."""
     from ..scale.taskmap import execute_map
 
     tasks = list(tasks)
@@ -177,27 +192,29 @@ def map_stage(
     for i, task in enumerate(tasks):  # validate every task before anything runs
         task_config(stage, cfg, task, key, i)
     reuse = Path(resume) if resume is not None else None
-    if reuse is not None and not (reuse / "run.lock").is_file():
-        raise RunlockError(f"Cannot resume {reuse}: no run.lock there.", hint="Give the run directory of an earlier map.")
     from .run import _function_info, source_file_of
+
+    if reuse is not None:
+        check_resume(stage, reuse, cfg, tasks, source_file_of(stage.fn))
 
     active = ActiveRun.open(
         _function_info(stage.fn),
         cfg,
         stage.options,
         source_file=source_file_of(stage.fn),
-        extra_lock={"map": {"tasks": len(tasks), "key": key, "backend": backend}},
+        extra_lock={"map": {"tasks": len(tasks), "key": key, "backend": backend, "worker_pool": worker_pool, "chunk_size": chunk_size}},
         reuse_dir=reuse,
     )
     error: BaseException | None = None
     summary = None
+    state_dir = active.rd.state / "tasks"
     try:
         base = OmegaConf.to_container(cfg, resolve=False)
         runner = _TaskRunner(stage, base, key, active.id, active.dir, active.seed, active.ctx.start.isoformat())  # type: ignore[arg-type]
         summary = execute_map(
             runner,
             list(enumerate(tasks)),
-            state_dir=active.rd.state / "tasks",
+            state_dir=state_dir,
             backend=backend,
             n_jobs=n_jobs,
             chunk_size=chunk_size,
@@ -212,10 +229,130 @@ def map_stage(
         info["failures"] = {k: {"type": v.get("type"), "message": v.get("message")} for k, v in list(failures.items())[:50]}
         active.lock["tasks"] = info
         if not summary.ok:
-            error = TaskError(f"{summary.failed} of {summary.total} tasks failed, {summary.todo + summary.running} not done.", hint=f"Re-run with resume={active.dir} to retry them.")
+            error = TaskError(f"{summary.failed} of {summary.total} tasks failed, {summary.todo + summary.running} not done.", hint=resume_hint(active.dir) if resume_hint else f"Re-run with resume={active.dir} to retry them.")
     except BaseException as exc:  # noqa: BLE001 - recorded in the lock, then re-raised
         error = exc
+        counts = _progress(state_dir, len(tasks))  # an interrupted map says how far it got
+        if counts is not None:
+            active.lock["tasks"] = counts
     outcome = active.close(None, error)
-    if isinstance(error, (KeyboardInterrupt, SystemExit)) or (error is not None and summary is None):
+    if isinstance(error, KeyboardInterrupt) and not isinstance(error, MapInterrupted):
+        raise MapInterrupted(outcome.run_id, outcome.run_dir, active.lock.get("tasks")) from error
+    if isinstance(error, SystemExit) or (error is not None and summary is None):
         raise error
     return MapResult(outcome.run_id, outcome.run_dir, outcome.status, summary)
+
+
+def _progress(state_dir: Path, n_tasks: int) -> dict[str, Any] | None:
+    """Task counts read back from the task store (after an interrupt: no summary exists)."""
+    from ..scale.tasks import TaskStore
+
+    try:
+        store = TaskStore(state_dir)
+        manifest = json.loads(store.manifest_path.read_text())
+        width = int(manifest.get("width", 6))
+        ids = [str(i).zfill(width) for i in range(n_tasks)]
+        counts = store.counts(ids)
+    except (OSError, ValueError):
+        return None  # interrupted before the task store existed
+    failed = sorted(store.failed_ids() - store.done_ids())
+    failures = {i: {"type": r.get("type"), "message": r.get("message")} for i in failed[:50] if (r := store.failure(i))}
+    return {"state_dir": str(state_dir), **counts.to_dict(), "failures": failures}
+
+
+def _config_differences(old: Mapping[str, Any], new: Mapping[str, Any], skip: set[str]) -> list[str]:
+    from ..browse.index import flatten
+
+    a, b = flatten(old), flatten(new)
+    return [
+        f"{k}: {a.get(k, '<absent>')!r} in the run, {b.get(k, '<absent>')!r} now"
+        for k in sorted(set(a) | set(b))
+        if k not in skip and a.get(k, "<absent>") != b.get(k, "<absent>")
+    ]
+
+
+def check_resume(stage: Any, run_dir: Path, cfg: Any, tasks: Sequence[Any], source_file: Path | None) -> None:
+    """Refuse (exit 2, touching nothing) to resume ``run_dir`` with another stage, config,
+    task list or source than the run was launched with: one lock records one launch setup,
+    so tasks run with two configs would be recorded as if they had run with one."""
+    from datetime import datetime
+
+    from ..config import config_ops
+    from ..errors import UsageError
+    from ..record import lockfile
+    from ..scale.tasks import TaskStore, tasks_digest
+
+    if not (run_dir / "run.lock").is_file():
+        raise UsageError(f"Cannot resume {run_dir}: no run.lock there.", hint="Give the run directory of an earlier map.")
+    previous = lockfile.load_lock(run_dir)
+    if previous.get("stage") != stage.name:
+        raise UsageError(
+            f"Cannot resume {run_dir}: it is a run of stage '{previous.get('stage')}', not '{stage.name}'.",
+            hint="Resume a run directory of the same stage.",
+        )
+    if not isinstance(previous.get("map"), Mapping):
+        raise UsageError(f"Cannot resume {run_dir}: it is not a task map run.", hint="Give the run directory of an earlier map.")
+    ops = config_ops(cfg)
+    try:
+        start = datetime.fromisoformat(previous["timing"]["start"])
+    except (KeyError, TypeError, ValueError):
+        raise UsageError(f"Cannot resume {run_dir}: its run.lock has no start time.") from None
+    now = ops.to_plain(ops.resolve(cfg, now=start, run_id=str(previous.get("id")), stage=stage.name))
+    skip = {k for k in (stage.options.dir_field, stage.options.inject_dir) if k}
+    altered = (previous.get("function") or {}).get("altered_parameters") or {}
+    seed_field = stage.options.seed_field
+    if seed_field and seed_field in altered and now.get(seed_field) is None:
+        skip.add(seed_field)  # the seed drawn at the first launch is kept by the resume
+    diffs = _config_differences(previous.get("config") or {}, now, skip)
+    if diffs:
+        raise UsageError(
+            f"Cannot resume {run_dir} with a different config: " + "; ".join(diffs) + ".",
+            hint="Resume with the run's own config (--config <run>/config.yaml), or start a new map.",
+        )
+    manifest = TaskStore(run_dir / ".runlock" / "tasks").manifest_path
+    if manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            old = {}
+        digest = tasks_digest(list(enumerate(tasks)))  # what execute_map is given
+        if old.get("n_tasks") not in (None, len(tasks)) or (digest is not None and old.get("digest") not in (None, digest)):
+            raise UsageError(
+                f"Cannot resume {run_dir} with a different task list ({old.get('n_tasks')} tasks in the run, {len(tasks)} now).",
+                hint="Resume with the same tasks, or start a new map.",
+            )
+    old_tree = (((previous.get("git") or {}).get("snapshot")) or {}).get("tree")
+    if old_tree and stage.options.snapshot:
+        tree = _source_tree(stage.options, source_file, run_dir)
+        if tree is not None and tree != old_tree:
+            raise UsageError(
+                f"Cannot resume {run_dir}: the source changed since the run started (snapshot tree {old_tree[:12]} then, {tree[:12]} now).",
+                hint=f"Restore the run's source (git diff {old_tree[:12]} {tree[:12]}), or start a new map.",
+            )
+
+
+def _source_tree(options: Any, source_file: Path | None, run_dir: Path) -> str | None:
+    """The tree the run's snapshot would record now (objects only: no commit, no ref moved)."""
+    from ..git.locate import locate
+    from ..git.options import SnapshotOptions
+    from ..git.tree import write_snapshot_tree
+    from ..settings import results_root
+
+    where = source_file.parent if source_file is not None else Path.cwd()
+    try:
+        repo = locate(where)
+        if repo is None:
+            return None
+        snap = SnapshotOptions(**{k: v for k, v in {
+            "branch": options.snapshot_branch,
+            "include": tuple(options.snapshot_include),
+            "exclude": tuple(options.snapshot_exclude),
+            "max_file_bytes": int(options.snapshot_max_file_mb * 2**20),
+            "files_of_interest": tuple(options.files_of_interest),
+            "exclude_dirs": (results_root(options.root), run_dir.absolute()),
+            "lock_timeout_s": options.snapshot_lock_timeout_s,
+        }.items() if v is not None})
+        tree, _skipped, _changed = write_snapshot_tree(repo, snap)
+    except (RunlockError, OSError):
+        return None  # cannot tell: the run's own snapshot will record what ran
+    return tree

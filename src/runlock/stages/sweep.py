@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError, RunlockError
+from ..errors import ConfigError, RunlockError, UsageError
 from ..record import lockfile
 from ..record.lock import Lock
 from ..record.rundir import atomic_write
@@ -209,6 +209,8 @@ def run_sweep(
     """Run the points not already done; write the sweep record; return per-point outcomes."""
     from ..scale.backends import get_backend
 
+    if not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+        raise UsageError(f"n_jobs={n_jobs!r}: give 1 or more parallel runs (or -1: one per CPU).")
     sweep_id = new_run_id()
     root = results_root(stage.options.root)
     record = root / stage.name / ".sweeps" / f"{sweep_id}.json"

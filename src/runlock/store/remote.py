@@ -401,11 +401,17 @@ class Moved:
 
 
 @dataclass
-class PushReport:
+class TransferReport:
+    """What a push or a pull moved: runs, code refs, and warnings for the user."""
+
     remote: str
     runs: list[Moved] = field(default_factory=list)
     code_refs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+class PushReport(TransferReport):
+    pass
 
 
 def _relpath(path: Path, root: Path) -> str | None:
@@ -511,12 +517,8 @@ def push(
 # --------------------------------------------------------------------------- pull
 
 
-@dataclass
-class PullReport:
-    remote: str
-    runs: list[Moved] = field(default_factory=list)
-    code_refs: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+class PullReport(TransferReport):
+    pass
 
 
 _COMMIT_CHARS = frozenset("0123456789abcdef")

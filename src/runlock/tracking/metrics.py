@@ -324,11 +324,16 @@ class MetricsLogger:
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
     """Log numbers for the current run: ``metrics.jsonl`` now, the tracker in the background.
 
-    Raises :class:`~runlock.errors.RunlockError` outside a running stage.
+    Outside a run (``stage.__wrapped__(cfg)``, a unit test of the plain function) nothing is
+    recorded: the values go to the ``runlock.metrics`` logger at debug level, so the undecorated
+    function really is a plain function.
     """
     run = get_current_run(silent=True)
     if run is None:
-        raise outside_run_error()
+        import logging  # already loaded by runlock.logs; only this path needs it here
+
+        logging.getLogger("runlock.metrics").debug("outside a run, not recorded: step=%s %s", step, metrics)
+        return
     run.log_metrics(metrics, step)
 
 
