@@ -139,6 +139,14 @@ CONTENDERS: dict[str, Contender] = {
         call="pycrumbs_noop()",
         note="@tracked(literal_directory=OUT): git info + package list taken when decorating",
     ),
+    "runlock-tracked": Contender(
+        imports="from runlock import tracked",
+        setup=("@tracked(literal_directory=@OUT@)\n"
+               "def tracked_noop():\n"
+               "    return noop(Cfg())\n"),
+        call="tracked_noop()",
+        note="pycrumbs' call under `from runlock import tracked`: run.lock + pycrumbs' record file",
+    ),
     "mlflow": Contender(
         imports="import mlflow",
         setup=("mlflow.set_tracking_uri(@MLFLOW_URI@)\n"

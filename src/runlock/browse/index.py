@@ -3,7 +3,8 @@
 The lock files stay the source of truth: on every query the index is refreshed incrementally
 from them, keyed by ``(path, mtime_ns, size)`` like dvc-data's hash cache, so a changed lock is
 re-read and a deleted run disappears. "Nothing changed", the common case, costs no stat per lock:
-only one per folder holding runs (see :meth:`RunIndex._unchanged`). Config and result values
+only one per folder holding runs (see :meth:`RunIndex._watch_state`); when some changed, only
+those are listed again (:meth:`RunIndex._refresh_folders`). Config and result values
 are stored flattened (``optim.lr``) in a ``params`` table so ``--where`` filters run in SQL.
 
 The index is a cache: a corrupt file (found on open or by any query: damaged pages, undecodable
@@ -31,7 +32,7 @@ import xxhash
 from ..errors import LockFileError, RunlockError
 from ..record.lock import Lock, to_timestamp
 from ..record.rundir import LOCK_NAME, STATE_DIR
-from ..record.walk import RootScan, scan
+from ..record.walk import RootScan, list_folder, scan
 from .filters import Condition, as_text
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def _log() -> logging.Logger:
 
 
 #: Bump when the tables or the extraction change: older index files are then rebuilt.
-INDEX_VERSION = 4  # 4: experiment, sweep (ls/compare --experiment/--sweep)
+INDEX_VERSION = 5  # 4: experiment, sweep (ls/compare --experiment/--sweep); 5: runs_key
 INDEX_NAME = "index.sqlite"
 #: Seconds a sqlite writer waits for another one (concurrent ``runlock ls`` refreshes).
 BUSY_TIMEOUT_S = 30.0
@@ -74,6 +75,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_id ON runs(id);
 CREATE INDEX IF NOT EXISTS runs_stage ON runs(stage, start_ts);
+-- the keys of the runs in one folder, without reading their rows (RunIndex._known_in)
+CREATE INDEX IF NOT EXISTS runs_key ON runs(path, mtime_ns, size);
 -- unreadable locks are reported on every query: a partial index avoids scanning every row
 CREATE INDEX IF NOT EXISTS runs_broken ON runs(path) WHERE error IS NOT NULL;
 -- locks stat'ed on every refresh (see RunIndex._recheck_watched): running and unreadable ones
@@ -308,33 +311,59 @@ def _digest(values: Sequence[int]) -> str:
     return xxhash.xxh3_128_hexdigest(" ".join(map(str, values)).encode())
 
 
-def _watch_digest(containers: Sequence[str], linked: Sequence[str]) -> str:
-    """Digest of the folders' mtimes and the symlinked runs' lock keys; OSError when one is gone."""
-    stat = os.stat
-    values = [stat(c).st_mtime_ns for c in containers]
+def _linked_digest(linked: Iterable[str]) -> str:
+    """Digest of the symlinked runs' lock keys; OSError when one is gone."""
+    values: list[int] = []
     for lock in linked:
-        st = stat(lock)
+        st = os.stat(lock)
         values += [st.st_mtime_ns, st.st_size, st.st_ino]
     return _digest(values)
 
 
+class _Watch(NamedTuple):
+    """What :meth:`RunIndex._watch_state` compares (meta ``watch``, JSON)."""
+
+    #: ``{folder: mtime_ns}`` of every folder holding runs; -1: it changed too recently to be
+    #: trusted (see ``_RACY_NS``), so it is listed again on the next refresh
+    containers: dict[str, int]
+    #: lock paths of the symlinked runs, and :func:`_linked_digest` of them
+    linked: list[str]
+    digest: str
+    total: int
+    #: the walk saw a symlinked folder or a run reached twice: any change walks the whole root
+    aliased: bool
+
+    def dumps(self) -> str:
+        return json.dumps(self._asdict(), sort_keys=True)
+
+    @classmethod
+    def loads(cls, text: str) -> _Watch:
+        """Raises ValueError, TypeError or KeyError for a record of another shape."""
+        d = json.loads(text)
+        w = cls(dict(d["containers"]), list(d["linked"]), str(d["digest"]), int(d["total"]),
+                bool(d["aliased"]))  # fmt: skip
+        if not all(isinstance(m, int) for m in w.containers.values()):
+            raise TypeError("folder mtimes")
+        return w
+
+
+def _trusted(mtime_ns: int, started_ns: int) -> int:
+    """``mtime_ns``, or -1 when it is too recent to mean "unchanged" next time."""
+    return mtime_ns if mtime_ns <= started_ns - _RACY_NS else -1
+
+
 def _watch_record(walked: RootScan, started_ns: int) -> str | None:
-    """What :meth:`RunIndex._unchanged` compares, from the values this walk saw; None when a
-    folder or symlinked lock changed too recently to be trusted (see ``_RACY_NS``)."""
-    containers = sorted(walked.containers)
+    """What :meth:`RunIndex._watch_state` compares, from the values this walk saw; None when a
+    symlinked lock changed too recently to be trusted (see ``_RACY_NS``)."""
     linked = sorted(walked.linked)
-    values: list[int] = [walked.containers[c] for c in containers]
+    values: list[int] = []
     for lock in linked:
         st = walked.runs[lock]
+        if st.st_mtime_ns > started_ns - _RACY_NS:
+            return None
         values += [st.st_mtime_ns, st.st_size, st.st_ino]
-    newest = max(
-        [walked.containers[c] for c in containers] + [walked.runs[x].st_mtime_ns for x in linked],
-        default=0,
-    )
-    if newest > started_ns - _RACY_NS:
-        return None
-    digest = _digest(values)
-    return json.dumps([containers, linked, digest, len(walked.runs)])
+    containers = {c: _trusted(m, started_ns) for c, m in sorted(walked.containers.items())}
+    return _Watch(containers, linked, _digest(values), len(walked.runs), walked.aliased).dumps()
 
 
 def _stray_keys(stray: Iterable[str]) -> dict[str, tuple[int, int]]:
@@ -578,9 +607,14 @@ class RunIndex:
 
     def _refresh(self, full: bool = False) -> RefreshStats:
         if not full:
-            total = self._unchanged()
-            if total is not None:
-                return self._recheck_watched(total)
+            state = self._watch_state()
+            if state is not None:
+                record, changed = state
+                if not changed:
+                    return self._recheck_watched(record.total)
+                stats = self._refresh_folders(record, changed)
+                if stats is not None:
+                    return stats
         started_ns = time.time_ns()
         walked = scan(self.root) if self.root.is_dir() else RootScan({}, {}, frozenset())
         found = {p: (st.st_mtime_ns, st.st_size) for p, st in walked.runs.items()}
@@ -624,7 +658,13 @@ class RunIndex:
         return RefreshStats(len(found), added, read - added, removed)
 
     def _unchanged(self) -> int | None:
-        """The run count when nothing changed since the last refresh, else None.
+        """The run count when nothing changed since the last refresh, else None."""
+        state = self._watch_state()
+        return state[0].total if state is not None and not state[1] else None
+
+    def _watch_state(self) -> tuple[_Watch, list[str]] | None:
+        """The last refresh's watch record and the folders changed since, sorted; None when the
+        whole root must be walked (no record, a folder gone, a symlinked run changed...).
 
         Answered without a stat per lock: every folder holding runs (root, stage and experiment
         folders) changes its mtime when a run is added, removed, renamed or pulled into it, and
@@ -637,16 +677,114 @@ class RunIndex:
         if meta.get("watch") is None:
             return None
         try:
-            containers, linked, digest, total = json.loads(meta["watch"])
-            now = _watch_digest(containers, linked)
+            watch = _Watch.loads(meta["watch"])
+            stat = os.stat
+            changed = [c for c, m in watch.containers.items() if stat(c).st_mtime_ns != m]
+            if _linked_digest(watch.linked) != watch.digest:
+                return None
             # a dangling link's store mounted again: its run is back, in no changed folder
             if any(os.path.exists(link) for link in json.loads(meta.get("dangling") or "[]")):
                 return None
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, KeyError):
             return None  # a folder gone, or a record of another shape: walk
-        return int(total) if now == digest else None
+        if changed and watch.aliased:
+            return None
+        return watch, sorted(changed)
 
-    def _recheck_watched(self, total: int) -> RefreshStats:
+    def _refresh_folders(self, watch: _Watch, changed: Sequence[str]) -> RefreshStats | None:
+        """List again only the ``changed`` folders (and folders new in them), keep the rest.
+
+        A changed folder's direct entries say which runs were added or removed there, and a stat
+        of each of its runs' locks which ones were rewritten (``dump_lock`` touches exactly the
+        folder holding the run); a new folder is walked whole. None (walk the whole root
+        instead) for what one folder cannot tell: a new symlinked run or folder (which path
+        lists a run reached twice depends on the others), a folder that became a run, a
+        ``run.lock`` directly in the root.
+        """
+        started_ns = time.time_ns()
+        tail = os.sep + LOCK_NAME
+        containers = dict(watch.containers)
+        linked = set(watch.linked)
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'dangling'").fetchone()
+        dangling = set(json.loads(row[0]) if row is not None and row[0] else [])
+        found: dict[str, tuple[int, int]] = {}
+        scopes: list[tuple[str, bool]] = []  # (folder, with its subfolders): rows to compare
+        for c in changed:
+            if os.path.lexists(c + tail):
+                return None
+            folder = list_folder(c)
+            if folder is None or folder.linked_dirs:
+                return None
+            containers[c] = _trusted(folder.mtime_ns, started_ns)
+            dangling = {p for p in dangling if os.path.dirname(p) != c} | set(folder.dangling)
+            for lock, st, is_link in folder.runs:
+                if is_link and lock not in linked:
+                    return None
+                found[lock] = (st.st_mtime_ns, st.st_size)
+            scopes.append((c, False))
+            for sub in folder.subdirs:
+                if sub in containers:
+                    continue  # watched by its own mtime
+                walked = scan(sub)
+                if walked.aliased or walked.linked or walked.stray:
+                    return None
+                for d, m in walked.containers.items():
+                    containers[d] = _trusted(m, started_ns)
+                found.update((p, (st.st_mtime_ns, st.st_size)) for p, st in walked.runs.items())
+                dangling |= walked.dangling
+                scopes.append((sub, True))
+        known = self._known_in(scopes)
+        linked = {x for x in linked if x in found or x not in known}
+        todo = [p for p, key in found.items() if known.get(p) != key]
+        gone = [p for p in known if p not in found]
+        total = watch.total + sum(1 for p in todo if p not in known) - len(gone)
+        final: dict[str, str | None] = {
+            "files": None,  # not computed: the next full walk compares every row
+            "watch": _Watch(
+                dict(sorted(containers.items())), sorted(linked), _linked_digest(sorted(linked)),
+                total, False,
+            ).dumps(),
+            "dangling": json.dumps(sorted(dangling)),
+        }  # fmt: skip
+        read, added, removed = 0, 0, len(gone)
+        if not todo:
+            self._write([], gone, meta=final)
+        for last, batch, rows in _read_batches(todo):
+            got = {cols["path"] for cols, _ in rows}
+            vanished = [p for p in batch if p not in got]  # deleted since the listing
+            read += len(rows)
+            added += sum(1 for p in got if p not in known)
+            removed += sum(1 for p in vanished if p in known)
+            self._write(rows, gone + vanished, known=known, meta=final if last else None)
+            gone = []
+        more = self._recheck_watched(total, skip=frozenset(todo))
+        return RefreshStats(more.total, added, read - added + more.updated, removed + more.removed)
+
+    def _known_in(self, scopes: Iterable[tuple[str, bool]]) -> dict[str, tuple[int, int]]:
+        """``{lock path: (mtime_ns, size)}`` of the indexed runs directly in each folder (with
+        ``True``: anywhere below it); the root's stray ``run.lock`` counts as in the root."""
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        sep = os.sep
+        after = chr(ord(sep) + 1)  # the paths below ``folder/`` sort in [folder/, folder0)
+        out: dict[str, tuple[int, int]] = {}
+        tail = len(sep + LOCK_NAME)
+        for folder, deep in scopes:
+            rows = cur.execute(
+                "SELECT path, mtime_ns, size FROM runs WHERE path >= ? AND path < ?",
+                (folder + sep, folder + after),
+            )
+            if deep:
+                out.update((path, (mtime_ns, size)) for path, mtime_ns, size in rows)
+                continue
+            start = len(folder) + 1
+            for path, mtime_ns, size in rows:
+                # ``folder/<run>/run.lock``, or ``folder/run.lock`` (the root's stray lock)
+                if path.find(sep, start) in (len(path) - tail, -1):
+                    out[path] = (mtime_ns, size)
+        return out
+
+    def _recheck_watched(self, total: int, skip: frozenset[str] = frozenset()) -> RefreshStats:
         """No folder changed: re-read the ``running`` and unreadable locks that changed anyway.
 
         A lock replaced inside its run directory changes no container (``rsync -a`` bringing a
@@ -671,7 +809,7 @@ class RunIndex:
         stale = []
         stray = os.fspath(self.root) + os.sep + LOCK_NAME  # never a run: see _stray_row
         for path, mtime_ns, size in rows:
-            if path == stray:
+            if path == stray or path in skip:  # skip: just read
                 continue
             try:
                 st = os.stat(path)

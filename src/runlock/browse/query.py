@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pandas  # type: ignore[import-untyped,unused-ignore]
 
 #: A ``running`` lock of another host whose heartbeat is older than this is shown as ``crashed``
-#: (``$RUNLOCK_HEARTBEAT_STALE_S`` overrides it, e.g. in tests).
+#: unless SLURM still holds its job (``$RUNLOCK_HEARTBEAT_STALE_S`` overrides it, e.g. in tests).
 HEARTBEAT_STALE_S = 120.0
 _MISSING = object()
 #: Columns every listing has, in this order; others are config/result keys.
@@ -71,6 +71,7 @@ def effective_status(
     now_ts: float | None = None,
     this_host: str | None = None,
     pid_start: Callable[[], str | None] | None = None,
+    slurm_status: Callable[[], str | None] | None = None,
 ) -> str:
     """``crashed`` for a ``running`` lock whose process died without finalising the lock,
     ``stopped`` for one whose process is stopped (Ctrl-Z, SIGSTOP, a suspended SLURM job).
@@ -78,7 +79,9 @@ def effective_status(
     On this host the process decides, not the heartbeat (a stopped process beats no heart): the
     run is alive while its pid exists and, where the lock recorded it (``pid_start``, read
     lazily: only for a stale heartbeat), started when the run's process did, so a reused pid is
-    no alibi. On another host a stale heartbeat means crashed; no heartbeat cannot be judged.
+    no alibi. On another host a stale heartbeat means crashed, unless ``slurm_status`` (called
+    only then) says what SLURM makes of the run's job: ``running``, ``stopped`` (suspended) or
+    ``crashed`` (gone); None when it cannot tell. No heartbeat cannot be judged.
     """
     if status != "running":
         return status
@@ -86,7 +89,10 @@ def effective_status(
     stale = heartbeat_ts is not None and now_ts - heartbeat_ts > heartbeat_stale_s()
     host = this_host or _this_host()
     if not (pid and hostname and hostname == host):
-        return "crashed" if stale else "running"
+        if not stale:
+            return "running"
+        verdict = slurm_status() if slurm_status is not None else None
+        return verdict or "crashed"
     if not pid_alive(pid):
         return "crashed"
     from ..capture.environment import process_start, process_state  # /proc reads, Linux only
@@ -324,17 +330,37 @@ class RunRecord:
 
     @classmethod
     def from_values(
-        cls, values: Sequence[Any], *, now_ts: float, this_host: str | None = None
+        cls, values: Sequence[Any], *, now_ts: float, this_host: str | None = None,
+        slurm_pending: list[tuple[RunRecord, str]] | None = None,
     ) -> RunRecord:
         """A record from an index row as a tuple in ``index.COLUMNS`` order (what a listing
-        builds for every run: no name lookups, ``dir`` and ``start`` left for first use)."""
+        builds for every run: no name lookups, ``dir`` and ``start`` left for first use).
+
+        A stale run of another host that ran in a SLURM job is crashed unless SLURM holds the
+        job: with ``slurm_pending`` the question is left to :func:`settle_slurm` (one squeue
+        call for a whole listing) and the record appended there; without it, asked at once."""
         (path, id_, stage, recorded, _start, start_ts, duration, pid, hostname, heartbeat_ts,
          git_commit, git_dirty, git_root, snapshot, snapshot_ref, config, result) = values  # fmt: skip
         status = recorded
+        job: list[str] = []  # the SLURM job left for settle_slurm
         if recorded == "running":
+
+            def slurm_status() -> str | None:
+                from .slurm_state import job_states, recorded_job, status_for_state
+
+                key = recorded_job(path)
+                if key is None:
+                    return None
+                if slurm_pending is not None:
+                    job.append(key)
+                    return None  # crashed until settle_slurm says otherwise
+                states = job_states([key])
+                return None if states is None else status_for_state(states.get(key))
+
             status = effective_status(
                 recorded, pid=pid, hostname=hostname, heartbeat_ts=heartbeat_ts, now_ts=now_ts,
                 this_host=this_host, pid_start=lambda: recorded_pid_start(path),
+                slurm_status=slurm_status,
             )  # fmt: skip
             if duration is None and status in ("running", "stopped") and start_ts is not None:
                 duration = max(0.0, now_ts - start_ts)  # elapsed so far
@@ -346,7 +372,26 @@ class RunRecord:
             snapshot_ref=snapshot_ref, git_root=git_root, hostname=hostname, pid=pid,
             _config_json=config or "{}", _result_json=result or "null",
         )  # fmt: skip
+        if job and slurm_pending is not None:
+            slurm_pending.append((self, job[0]))
         return self
+
+
+def settle_slurm(pending: Sequence[tuple[RunRecord, str]], now_ts: float) -> None:
+    """Give the runs :meth:`RunRecord.from_values` left pending the status SLURM has for their
+    jobs, asked in one ``squeue`` call; nothing pending, nothing spawned. When squeue is missing
+    or fails they stay crashed, as their stale heartbeat says."""
+    if not pending:
+        return
+    from .slurm_state import job_states, status_for_state
+
+    states = job_states(job for _, job in pending)
+    if states is None:
+        return
+    for record, job in pending:
+        record.status = status_for_state(states.get(job))
+        if record.status != "crashed" and record.duration is None and record.start_ts is not None:
+            record.duration = max(0.0, now_ts - record.start_ts)  # elapsed so far
 
 
 class RunList(list[RunRecord]):
@@ -525,7 +570,11 @@ def select_runs(
             broken.extend(idx.broken())
             broken.extend((link, DANGLING_LINK) for link in idx.dangling())
     now_ts, host = time.time(), None
-    records = [RunRecord.from_values(r, now_ts=now_ts, this_host=host) for r in rows]
+    pending: list[tuple[RunRecord, str]] = []
+    records = [
+        RunRecord.from_values(r, now_ts=now_ts, this_host=host, slurm_pending=pending) for r in rows
+    ]
+    settle_slurm(pending, now_ts)
     if statuses is not None:
         records = [r for r in records if r.status in statuses]
     records = sort_runs(records, sort)

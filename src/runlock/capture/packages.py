@@ -13,6 +13,13 @@ import re
 import sys
 from urllib.parse import unquote, urlparse
 
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~5 ms to import
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    _Inventory = tuple[dict[str, str], dict[str, str], dict[str, dict[str, Any]]]
+
 _NORMALIZE = re.compile(r"[-_.]+")
 
 
@@ -35,20 +42,65 @@ def _egg_info_version(path: str) -> str | None:
     return None
 
 
-def _editable_location(dist_info: str) -> str | None:
-    """Source directory of an editable install (PEP 660 ``direct_url.json``), else None."""
+def _read_text(path: str) -> str | None:
     try:
-        with open(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().strip() or None
+    except OSError:
         return None
-    if not data.get("dir_info", {}).get("editable"):
-        return None
-    url = data.get("url", "")
+
+
+def _url_path(url: str) -> str:
     return unquote(urlparse(url).path) if url.startswith("file:") else url
 
 
-_MEMO: dict[tuple[str, ...], tuple[list[int], tuple[dict[str, str], dict[str, str]]]] = {}
+def direct_source(dist_info: str) -> dict[str, Any] | None:
+    """How a distribution was installed when not from an index: its PEP 610
+    ``direct_url.json`` as a lock entry, or None (no file: installed from an index).
+
+    ``{kind: vcs, vcs, url, commit, requested_revision?}``, ``{kind: archive, url, hashes?}`` or
+    ``{kind: directory, path, editable}``; each with ``subdirectory`` when set and ``installer``
+    (the ``INSTALLER`` file: pip, uv...). URLs have their credentials redacted.
+    """
+    text = _read_text(os.path.join(dist_info, "direct_url.json"))
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    url = data.get("url") if isinstance(data, dict) else None
+    if not isinstance(url, str) or not url:
+        return None
+    from ..redact import redact_url  # here: only environments with direct installs pay for it
+
+    out: dict[str, Any]
+    vcs, archive, dir_info = data.get("vcs_info"), data.get("archive_info"), data.get("dir_info")
+    if isinstance(vcs, dict):
+        out = {"kind": "vcs", "vcs": str(vcs.get("vcs") or "git"), "url": redact_url(url),
+               "commit": vcs.get("commit_id")}
+        if vcs.get("requested_revision"):
+            out["requested_revision"] = str(vcs["requested_revision"])
+    elif isinstance(dir_info, dict):
+        out = {"kind": "directory", "path": _url_path(url), "editable": bool(dir_info.get("editable"))}
+    else:
+        out = {"kind": "archive", "url": redact_url(url)}
+        hashes = dict(archive.get("hashes") or {}) if isinstance(archive, dict) else {}
+        legacy = archive.get("hash") if isinstance(archive, dict) else None
+        if not hashes and isinstance(legacy, str) and "=" in legacy:  # PEP 610's older field
+            algo, _, value = legacy.partition("=")
+            hashes = {algo: value}
+        if hashes:
+            out["hashes"] = {str(k): str(v) for k, v in sorted(hashes.items())}
+    if data.get("subdirectory"):
+        out["subdirectory"] = str(data["subdirectory"])
+    installer = _read_text(os.path.join(dist_info, "INSTALLER"))
+    if installer:
+        out["installer"] = installer
+    return out
+
+
+_MEMO: dict[tuple[str, ...], tuple[list[int], _Inventory]] = {}
 
 
 def _dir_mtimes(entries: tuple[str, ...]) -> list[int]:
@@ -69,19 +121,31 @@ def inventory(path: list[str] | None = None) -> tuple[dict[str, str], dict[str, 
     entry, which changes its directory's mtime, so the answer is reused while no ``sys.path``
     directory changed (one ``stat`` each instead of listing them).
     """
+    result = _memo_inventory(path)
+    return dict(result[0]), dict(result[1])
+
+
+def package_sources(path: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """``{name: source}`` of the distributions *not* installed from an index (see
+    :func:`direct_source`), sorted by name; shares :func:`inventory`'s memo (no second scan)."""
+    return {k: dict(v) for k, v in _memo_inventory(path)[2].items()}
+
+
+def _memo_inventory(path: list[str] | None) -> _Inventory:
     entries = tuple(path if path is not None else sys.path)
     mtimes = _dir_mtimes(entries)
     memo = _MEMO.get(entries)
     if memo is not None and memo[0] == mtimes:
-        return dict(memo[1][0]), dict(memo[1][1])
+        return memo[1]
     result = _inventory(list(entries))
     _MEMO[entries] = (mtimes, result)
-    return dict(result[0]), dict(result[1])
+    return result
 
 
-def _inventory(path: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+def _inventory(path: list[str]) -> _Inventory:
     versions: dict[str, str] = {}
     editable: dict[str, str] = {}
+    sources: dict[str, dict[str, Any]] = {}
     version: str | None
     for entry in path:
         if not entry or not os.path.isdir(entry):
@@ -101,9 +165,11 @@ def _inventory(path: list[str]) -> tuple[dict[str, str], dict[str, str]]:
                     continue
                 versions[key] = version
                 if os.path.exists(os.path.join(entry, fname, "direct_url.json")):
-                    loc = _editable_location(os.path.join(entry, fname))
-                    if loc:
-                        editable[key] = loc
+                    source = direct_source(os.path.join(entry, fname))
+                    if source is not None:
+                        sources[key] = source
+                        if source.get("editable"):
+                            editable[key] = source["path"]
             elif fname.endswith(".egg-info"):
                 stem = fname[: -len(".egg-info")]
                 name, _, rest = stem.partition("-")
@@ -121,4 +187,4 @@ def _inventory(path: list[str]) -> tuple[dict[str, str], dict[str, str]]:
                         editable.setdefault(key, f.readline().strip())
                 except OSError:
                     pass
-    return dict(sorted(versions.items())), dict(sorted(editable.items()))
+    return dict(sorted(versions.items())), dict(sorted(editable.items())), dict(sorted(sources.items()))

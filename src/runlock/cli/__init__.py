@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("pull", "bring a run and its upstream runs back from the shared store"),
     "remote": ("remote", "list or delete runs on the shared store"),
     "reproduce": ("reproduce", "re-run a run from its source snapshot, config and seed; compare the outputs"),
+    "env": ("env", "export a run's environment (requirements.txt or PEP 751 pylock.toml)"),
 }
 _GLOBAL_WITH_VALUE = {"--root"}
 

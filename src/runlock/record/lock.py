@@ -36,7 +36,7 @@ RUNLOCK_SECTIONS = frozenset({
     "schema", "id", "stage", "status", "run_dir", "experiment", "pid", "pid_start", "hostname",
     "heartbeat", "timing", "function", "config", "seed", "seeded", "environment", "packages",
     "editable", "resumed", "result", "error", "warnings", "data", "git", "upstream", "outputs",
-    "map", "tasks", "sweep", "reproduces",
+    "map", "tasks", "sweep", "reproduces", "package_sources",
 })  # fmt: skip
 
 
@@ -278,6 +278,8 @@ class Lock(NamedTuple):
     outputs_exclude: tuple[str, ...] | None = None
     packages: Mapping[str, str] = {}  # {} defaults are shared: typed Mapping (read-only)
     editable: Mapping[str, str] = {}
+    # {name: {kind: vcs|archive|directory, ...}} for packages not from an index; {} in old locks
+    package_sources: Mapping[str, Mapping[str, Any]] = {}
     environment: Mapping[str, Any] = {}
     warnings: tuple[str, ...] = ()
 
@@ -330,6 +332,9 @@ class Lock(NamedTuple):
             outputs_exclude=_strs(outputs.get("exclude")),
             packages=_str_map(data.get("packages")),
             editable=_str_map(data.get("editable")),
+            package_sources={
+                str(k): v for k, v in _map(data.get("package_sources")).items() if isinstance(v, Mapping)
+            },
             environment=_map(data.get("environment")),
             warnings=tuple(str(w) for w in data.get("warnings") or () if w is not None)
             if isinstance(data.get("warnings"), list)

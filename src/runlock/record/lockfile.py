@@ -70,15 +70,24 @@ _RESERVE = "# runlock: room kept for the final status on a full disk".ljust(RESE
 
 
 def dump_lock(
-    data: dict[str, Any], path: Path, *, durable: bool = True, create_parents: bool = True, reserve: bool = False
+    data: dict[str, Any],
+    path: Path,
+    *,
+    durable: bool = True,
+    create_parents: bool = True,
+    reserve: bool = False,
+    touch: bool = True,
 ) -> None:
     """Write a lock atomically (temp file + rename): never a half-written run.lock.
     ``durable=False``: no fsync (the 'running' lock and heartbeats, rewritten later anyway).
     ``create_parents=False``: raise FileNotFoundError when the run directory is gone.
-    ``reserve``: end with :data:`RESERVE_BYTES` of comment (a running lock's room for its end)."""
+    ``reserve``: end with :data:`RESERVE_BYTES` of comment (a running lock's room for its end).
+    ``touch=False``: leave the folder holding the run alone (see :func:`touch_container`): for
+    a heartbeat of a lock already written ``running``, which the run index stats anyway."""
     text = dumps_lock(data)
     atomic_write(path, text + _RESERVE if reserve else text, durable=durable, create_parents=create_parents)
-    touch_container(Path(path).parent)
+    if touch:
+        touch_container(Path(path).parent)
 
 
 def rewrite_lock_in_place(data: dict[str, Any], path: Path) -> None:

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from .rundir import LOCK_NAME
 
-__all__ = ["RootScan", "iter_run_dirs", "scan"]
+__all__ = ["Folder", "RootScan", "iter_run_dirs", "list_folder", "scan"]
 
 
 class RootScan(NamedTuple):
@@ -52,6 +52,9 @@ class RootScan(NamedTuple):
     dangling: frozenset[str] = frozenset()
     #: ``<root>/run.lock`` when there is one: not a run, reported like an unreadable lock
     stray: frozenset[str] = frozenset()
+    #: a symlink led to a folder, or one run was reached by two paths: which path lists a run
+    #: then depends on other folders, so no folder can be re-listed alone (see ``list_folder``)
+    aliased: bool = False
 
 
 def scan(root: Path | str) -> RootScan:
@@ -65,10 +68,14 @@ def scan(root: Path | str) -> RootScan:
     stat = os.stat
     tail = os.sep + LOCK_NAME
 
+    aliased = False  # a symlink led to a folder, or one run was reached by two paths
+
     def add_run(lock: str, st: os.stat_result, via_link: bool) -> None:
+        nonlocal aliased
         key = (st.st_dev, st.st_ino)
         prev = seen_runs.get(key)
         if prev is not None:
+            aliased = True
             if prev <= (via_link, lock):
                 return
             del runs[prev[1]]
@@ -96,42 +103,86 @@ def scan(root: Path | str) -> RootScan:
             continue  # a link loop, or a folder linked twice
         seen_dirs.add(ident)
         containers[d] = dst.st_mtime_ns
-        try:
-            it = os.scandir(d)
-        except OSError:
+        folder = list_folder(d, dst.st_mtime_ns)
+        if folder is None:
             continue
-        subdirs: list[str] = []
-        linked_dirs: list[str] = []
-        with it:
-            for entry in it:
-                if entry.name[0] == ".":
-                    continue
-                try:
-                    if not entry.is_dir():  # follows symlinks: a linked run is a run
-                        # a link to nothing: one more stat, for links to files only (rare)
-                        if entry.is_symlink() and not os.path.exists(entry.path):
-                            dangling.add(entry.path)
-                        continue
-                    is_link = entry.is_symlink()
-                except OSError:
-                    continue
-                lock = entry.path + tail
-                try:
-                    st = stat(lock)
-                except (FileNotFoundError, NotADirectoryError):
-                    (linked_dirs if via_link or is_link else subdirs).append(entry.path)
-                    continue
-                except OSError:
-                    continue
-                add_run(lock, st, via_link or is_link)
-                if is_link:
-                    symlinked_runs.add(lock)
+        dangling.update(folder.dangling)
+        for lock, st, is_link in folder.runs:
+            add_run(lock, st, via_link or is_link)
+            if is_link:
+                symlinked_runs.add(lock)
+        if folder.linked_dirs:
+            aliased = True
         # popped in path order: the smaller link path wins a tie, whatever scandir's order
-        real.extend(sorted(subdirs, reverse=True))
-        through_links.extend(sorted(linked_dirs, reverse=True))
+        if via_link:
+            through_links.extend(sorted(folder.subdirs + folder.linked_dirs, reverse=True))
+        else:
+            real.extend(sorted(folder.subdirs, reverse=True))
+            through_links.extend(sorted(folder.linked_dirs, reverse=True))
     return RootScan(
-        runs, containers, frozenset(symlinked_runs & runs.keys()), frozenset(dangling), stray
+        runs,
+        containers,
+        frozenset(symlinked_runs & runs.keys()),
+        frozenset(dangling),
+        stray,
+        aliased or bool(symlinked_runs - runs.keys()),
     )
+
+
+class Folder(NamedTuple):
+    """One folder's direct entries, classified by the walker's policy (hidden ones skipped)."""
+
+    #: mtime_ns of the folder, stat'ed before it was listed
+    mtime_ns: int
+    #: ``(lock path, stat of the lock, the run directory is a symlink)`` of each run in it
+    runs: list[tuple[str, os.stat_result, bool]]
+    #: real folders in it that are not runs
+    subdirs: list[str]
+    #: symlinks in it to folders that are not runs
+    linked_dirs: list[str]
+    #: symlinks in it whose target is gone
+    dangling: list[str]
+
+
+def list_folder(d: str, mtime_ns: int | None = None) -> Folder | None:
+    """The direct entries of the folder ``d`` (one ``stat`` of ``<entry>/run.lock`` per
+    directory in it); None when it cannot be listed. ``mtime_ns``: its mtime, already stat'ed
+    (else stat'ed here, before the listing: a change during it leaves a newer mtime)."""
+    stat = os.stat
+    tail = os.sep + LOCK_NAME
+    try:
+        if mtime_ns is None:
+            mtime_ns = stat(d).st_mtime_ns
+        it = os.scandir(d)
+    except OSError:
+        return None
+    runs: list[tuple[str, os.stat_result, bool]] = []
+    subdirs: list[str] = []
+    linked_dirs: list[str] = []
+    dangling: list[str] = []
+    with it:
+        for entry in it:
+            if entry.name[0] == ".":
+                continue
+            try:
+                if not entry.is_dir():  # follows symlinks: a linked run is a run
+                    # a link to nothing: one more stat, for links to files only (rare)
+                    if entry.is_symlink() and not os.path.exists(entry.path):
+                        dangling.append(entry.path)
+                    continue
+                is_link = entry.is_symlink()
+            except OSError:
+                continue
+            lock = entry.path + tail
+            try:
+                st = stat(lock)
+            except (FileNotFoundError, NotADirectoryError):
+                (linked_dirs if is_link else subdirs).append(entry.path)
+                continue
+            except OSError:
+                continue
+            runs.append((lock, st, is_link))
+    return Folder(mtime_ns, runs, subdirs, linked_dirs, dangling)
 
 
 def iter_run_dirs(root: Path | str, *, stage: str | None = None) -> Iterator[Path]:

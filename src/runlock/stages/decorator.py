@@ -294,7 +294,7 @@ _RUNLOCK_SECTIONS = frozenset({
     "schema", "id", "stage", "status", "run_dir", "experiment", "pid", "hostname", "heartbeat",
     "timing", "function", "config", "seed", "seeded", "environment", "packages", "editable",
     "resumed", "result", "error", "warnings", "data", "git", "upstream", "outputs", "map",
-    "sweep", "reproduces",
+    "sweep", "reproduces", "package_sources",
 })
 
 

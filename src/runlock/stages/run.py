@@ -30,7 +30,7 @@ from .._current import CurrentRun, get_current_run, pop_run, push_run
 from ..capture import seeding
 from ..capture.collectors import Collector, RunContext
 from ..capture.environment import capture_environment, hostname, process_start
-from ..capture.packages import inventory
+from ..capture.packages import inventory, package_sources
 from ..config import ConfigOps, config_ops
 from ..config import plain as plainconfig
 from ..config.plain import PlainConfig
@@ -260,6 +260,9 @@ class LockWriter:
                 lockfile.dump_lock(
                     dict(self.data), self.path, durable=durable, create_parents=not self._written,
                     reserve=not final,  # room for the final status on a full disk
+                    # a heartbeat bumps no folder: the run index stats every `running` lock on
+                    # each refresh, and a bumped folder costs `ls` a listing of it (80,000 runs)
+                    touch=final or not self._written,
                 )
             except FileNotFoundError as exc:
                 if not self._written:
@@ -540,6 +543,8 @@ class ActiveRun:
             "environment": environment,
             "packages": packages,
             "editable": editable,
+            # how the packages not from an index were installed (VCS, archive URL, directory)
+            "package_sources": package_sources(),
         }
         if previous is not None:
             lock["resumed"] = [*previous.get("resumed", []), _iso(datetime.now().astimezone())]

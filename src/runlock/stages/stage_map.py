@@ -39,11 +39,17 @@ class TaskRun:
     parent: CurrentRun | None = field(default=None, repr=False)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """Metrics go to the map's run where it lives in this process; a worker has none."""
+        """Metrics go to the map's run where it lives in this process; in a worker process (no
+        map run there) to the task's own ``tasks/<task_id>/metrics.jsonl``."""
         if self.parent is None:
-            from ..tracking.metrics import outside_run_error
+            from ..tracking.metrics import MetricsLogger
 
-            raise outside_run_error()
+            logger = MetricsLogger(self.dir)
+            try:
+                logger.log(metrics, step)
+            finally:
+                logger.close()
+            return
         self.parent.log_metrics(metrics, step)
 
 

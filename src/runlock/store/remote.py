@@ -71,7 +71,7 @@ def resolve_remote(remote: str | None = None, *, start: Path | None = None) -> s
     if not value:
         raise UsageError(
             "No remote store configured.",
-            hint='pass --to/--from REMOTE, set RUNLOCK_REMOTE, or add `remote = "b2:bucket/runs"` '
+            hint='pass --to/--from/--remote REMOTE, set RUNLOCK_REMOTE, or add `remote = "b2:bucket/runs"` '
             "to [tool.runlock] in pyproject.toml",
         )
     return str(value).rstrip("/") if len(str(value)) > 1 else str(value)
@@ -358,7 +358,8 @@ def push_snapshots(repo: Path, code_remote: str, commits: dict[str, str]) -> lis
                 f"git push of source snapshots to the code remote {code_remote!r} failed: "
                 f"{proc.stderr.strip()[-800:]}"
             ),
-            hint="check `git remote -v` and set [tool.runlock] code_remote",
+            hint="check `git remote -v` and set [tool.runlock] code_remote (or --code-remote NAME), "
+            "or push the data only with --no-code",
         )
     return [f"{REF_PREFIX}{rid}" for rid in sorted(commits)]
 
