@@ -422,6 +422,34 @@ def _read_batches(
             pool.shutdown(cancel_futures=True)
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _index_version(conn: sqlite3.Connection) -> str | None:
+    """The index format version stored in ``meta``, None for a new (or foreign) file."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    return None if row is None else str(row[0])
+
+
+@cache
+def _schema_statements() -> tuple[str, ...]:
+    """``_SCHEMA`` as single statements (``executescript`` would commit the transaction)."""
+    out: list[str] = []
+    buf = ""
+    for line in _SCHEMA.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return tuple(out)
+
+
 class RefreshStats(NamedTuple):
     """What one refresh did (for logs and tests)."""
 
@@ -465,16 +493,25 @@ class RunIndex:
         if target != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")  # readers never block the one writer
             conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-        if row is None or row[0] != str(INDEX_VERSION):
-            if row is not None:
-                _log().debug("index %s has version %s, rebuilding", target, row[0])
-            conn.executescript(
-                "DROP TABLE IF EXISTS params; DROP TABLE IF EXISTS runs; DELETE FROM meta;"
-            )
-            conn.executescript(_SCHEMA)
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(INDEX_VERSION),))
+        if _index_version(conn) == str(INDEX_VERSION):
+            return conn  # the common case: one read
+        # Creating or rebuilding the tables is one write transaction: several `runlock ls`
+        # starting on a new results root wait for the first (busy timeout) and then find its
+        # tables, instead of dropping them under each other's feet.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = _index_version(conn)
+            if found != str(INDEX_VERSION):
+                if found is not None:
+                    _log().debug("index %s has version %s, rebuilding", target, found)
+                for stmt in ("DROP TABLE IF EXISTS params", "DROP TABLE IF EXISTS runs",
+                             "DROP TABLE IF EXISTS meta", *_schema_statements()):
+                    conn.execute(stmt)
+                conn.execute("INSERT INTO meta VALUES ('version', ?)", (str(INDEX_VERSION),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         return conn
 
     def _open(self) -> sqlite3.Connection:
@@ -580,15 +617,26 @@ class RunIndex:
         edited in place by hand (``sed -i``, an editor, ``cp`` over it); the default check sees
         runs added, removed or rewritten by runlock, and any change to a ``running`` or
         unreadable lock."""
-        try:
-            return self._refresh(full)
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            if not _is_corruption(exc) or self.path is None or self._recovered:
-                if isinstance(exc, sqlite3.OperationalError):
-                    return self._refresh_failed(exc)
-                raise
-            self._recover(exc)  # moves the file aside and refreshes a new one
-            return self._refresh()
+        caught: sqlite3.DatabaseError | UnicodeDecodeError
+        for attempt in range(3):
+            try:
+                return self._refresh(full)
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+                caught = exc
+            # SQLite answers some lock conflicts at once, without waiting its busy timeout (a
+            # read transaction that cannot become a write one): start the refresh again
+            if not (isinstance(caught, sqlite3.OperationalError) and _is_busy(caught)
+                    and not _is_corruption(caught) and attempt < 2):
+                break
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            time.sleep(0.05 * (attempt + 1))
+        if not _is_corruption(caught) or self.path is None or self._recovered:
+            if isinstance(caught, sqlite3.OperationalError):
+                return self._refresh_failed(caught)
+            raise caught
+        self._recover(caught)  # moves the file aside and refreshes a new one
+        return self._refresh()
 
     def _refresh_failed(self, exc: sqlite3.OperationalError) -> RefreshStats:
         if "locked" in str(exc) or "busy" in str(exc):
