@@ -10,6 +10,8 @@ depend on the date the tests run.
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,3 +96,16 @@ def make_run(
     lock.update(sections)
     dump_lock(lock, d / "run.lock")
     return d
+
+
+def settle(*tops: Path) -> None:
+    """Date every folder and lock an hour back, as if the runs were written long before the next
+    query (the index never trusts a folder changed in the last seconds to mean "unchanged")."""
+    old = time.time() - 3600
+    for top in tops:
+        (top / ".runlock").mkdir(exist_ok=True)  # the index's folder (created by a first query)
+        for d in [top, *(p for p in top.rglob("*") if p.is_dir() and not p.is_symlink())]:
+            os.utime(d, (old, old))
+            if (d / "run.lock").is_file():
+                os.utime(d / "run.lock", (old, old))
+

@@ -3,11 +3,11 @@ see every run added, finished, deleted, pulled or symlinked since the last query
 
 from __future__ import annotations
 
-import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
+
+from locks import settle
 
 import runlock
 from runlock.browse.index import RunIndex
@@ -28,16 +28,6 @@ def write_run(
     return d
 
 
-def settle(*tops: Path) -> None:
-    """Date every folder an hour back: as if the runs were written long before this query (a
-    folder changed in the last seconds is never trusted to mean "unchanged")."""
-    old = time.time() - 3600
-    for top in tops:
-        (top / ".runlock").mkdir(exist_ok=True)  # the index's folder (created by a first query)
-        for d in [top, *(p for p in top.rglob("*") if p.is_dir() and not p.is_symlink())]:
-            os.utime(d, (old, old))
-            if (d / "run.lock").is_file():
-                os.utime(d / "run.lock", (old, old))
 
 
 def ids(root: Path) -> list[str]:

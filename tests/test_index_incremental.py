@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from locks import settle as settle_folders
 
 import runlock
 from runlock.browse.index import RunIndex
@@ -33,15 +34,8 @@ def write_run(root: Path, rel: str, rid: str, *, status: str = "completed") -> P
 
 
 def settle(*tops: Path) -> None:
-    """Date every folder and lock an hour back (a folder changed in the last seconds is never
-    trusted to mean "unchanged"), then index the root."""
-    old = time.time() - 3600
-    for top in tops:
-        (top / ".runlock").mkdir(exist_ok=True)
-        for d in [top, *(p for p in top.rglob("*") if p.is_dir() and not p.is_symlink())]:
-            os.utime(d, (old, old))
-            if (d / "run.lock").is_file():
-                os.utime(d / "run.lock", (old, old))
+    """Settle the folders (locks.settle), then index the root."""
+    settle_folders(*tops)
     runlock.runs(root=tops[0])
 
 

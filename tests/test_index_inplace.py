@@ -11,23 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from locks import make_run
+from locks import make_run, settle
 
 import runlock
 from runlock.browse.index import RunIndex
 from runlock.cli import main
-
-
-def settle(*tops: Path) -> None:
-    """Date every folder and lock an hour back, as if written long before the next query (a
-    folder changed in the last seconds is never trusted to mean "unchanged")."""
-    old = time.time() - 3600
-    for top in tops:
-        (top / ".runlock").mkdir(exist_ok=True)
-        for d in [top, *(p for p in top.rglob("*") if p.is_dir() and not p.is_symlink())]:
-            os.utime(d, (old, old))
-            if (d / "run.lock").is_file():
-                os.utime(d / "run.lock", (old, old))
 
 
 def settled_query(root: Path, *more: Path) -> None:

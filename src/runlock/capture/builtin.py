@@ -37,7 +37,23 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
     return _POOL
 
 
-def _snapshot_options(git: Any, settings: dict[str, Any]) -> Any:
+def snapshot_settings(options: CaptureOptions, results_root: Path, run_dir: Path
+                      ) -> dict[str, Any]:
+    """The stage's snapshot options as ``git.SnapshotOptions`` keywords (a plain dict: building
+    them must not import the git package on the run's start path). The run's own snapshot and a
+    resume's "has the source changed?" check use the same ones."""
+    return {
+        "branch": options.snapshot_branch,
+        "include": tuple(options.snapshot_include),
+        "exclude": tuple(options.snapshot_exclude),
+        "max_file_bytes": int(options.snapshot_max_file_mb * 2**20),
+        "files_of_interest": tuple(options.files_of_interest),
+        "exclude_dirs": (results_root, run_dir),
+        "lock_timeout_s": options.snapshot_lock_timeout_s,
+    }
+
+
+def snapshot_options(git: Any, settings: dict[str, Any]) -> Any:
     return git.SnapshotOptions(**{k: v for k, v in settings.items() if v is not None})
 
 
@@ -46,7 +62,7 @@ def _take_snapshot(where: Path, settings: dict[str, Any], message: str, run_id: 
     from .. import git
 
     result: dict[str, Any] = git.snapshot(
-        where, _snapshot_options(git, settings), message=message, check_memo=False,
+        where, snapshot_options(git, settings), message=message, check_memo=False,
         run_id=run_id,
     )
     return result
@@ -81,15 +97,7 @@ class GitCollector:
             from .. import git
 
             return git.repo_info(where)
-        settings: dict[str, Any] = {
-            "branch": self.options.snapshot_branch,
-            "include": tuple(self.options.snapshot_include),
-            "exclude": tuple(self.options.snapshot_exclude),
-            "max_file_bytes": int(self.options.snapshot_max_file_mb * 2**20),
-            "files_of_interest": tuple(self.options.files_of_interest),
-            "exclude_dirs": (ctx.results_root, ctx.run_dir),
-            "lock_timeout_s": self.options.snapshot_lock_timeout_s,
-        }
+        settings = snapshot_settings(self.options, ctx.results_root, ctx.run_dir)
         # The run keeps its snapshot with its own ref (refs/runlock/runs/<id>), which `runlock rm`
         # deletes; an id that cannot name a ref (a resumed map's odd lock) keeps the branch only.
         run_id = ctx.run_id if is_run_id(ctx.run_id) else None
@@ -98,7 +106,7 @@ class GitCollector:
         if loaded is not None:
             # Unchanged tree since this process's last run: the section now, no thread, no git.
             # (Checked here in the main thread: a background stat loop would contend for the GIL.)
-            cached = loaded.cached_snapshot(where, _snapshot_options(loaded, settings), run_id)
+            cached = loaded.cached_snapshot(where, snapshot_options(loaded, settings), run_id)
             if cached is not None:
                 loaded.keep_snapshot(cached)  # the run's ref: queued, written in batches
                 self._future = concurrent.futures.Future()

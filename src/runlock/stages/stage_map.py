@@ -339,8 +339,9 @@ def check_resume(stage: Any, run_dir: Path, cfg: Any, tasks: Sequence[Any], sour
 
 def _source_tree(options: Any, source_file: Path | None, run_dir: Path) -> str | None:
     """The tree the run's snapshot would record now (objects only: no commit, no ref moved)."""
+    from .. import git
+    from ..capture.builtin import snapshot_options, snapshot_settings
     from ..git.locate import locate
-    from ..git.options import SnapshotOptions
     from ..git.tree import write_snapshot_tree
     from ..settings import results_root
 
@@ -349,16 +350,8 @@ def _source_tree(options: Any, source_file: Path | None, run_dir: Path) -> str |
         repo = locate(where)
         if repo is None:
             return None
-        snap = SnapshotOptions(**{k: v for k, v in {
-            "branch": options.snapshot_branch,
-            "include": tuple(options.snapshot_include),
-            "exclude": tuple(options.snapshot_exclude),
-            "max_file_bytes": int(options.snapshot_max_file_mb * 2**20),
-            "files_of_interest": tuple(options.files_of_interest),
-            "exclude_dirs": (results_root(options.root), run_dir.absolute()),
-            "lock_timeout_s": options.snapshot_lock_timeout_s,
-        }.items() if v is not None})
-        tree, _skipped, _changed = write_snapshot_tree(repo, snap)
+        settings = snapshot_settings(options, results_root(options.root), run_dir.absolute())
+        tree, _skipped, _changed = write_snapshot_tree(repo, snapshot_options(git, settings))
     except (RunlockError, OSError):
         return None  # cannot tell: the run's own snapshot will record what ran
     return tree
